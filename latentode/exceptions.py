@@ -1,0 +1,23 @@
+"""The library's exception types: one root, and a not-fitted error that sklearn also recognises."""
+
+from __future__ import annotations
+
+from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+
+__all__ = ["LatentODEError", "NotFittedError", "SolverError", "ModelFileError"]
+
+
+class LatentODEError(Exception):
+    """Root of every exception this library raises on purpose."""
+
+
+class NotFittedError(LatentODEError, _SklearnNotFittedError):
+    """An estimator was used before ``fit``; also an ``sklearn.exceptions.NotFittedError``."""
+
+
+class SolverError(LatentODEError, RuntimeError):
+    """The ODE solver could not integrate (step size underflow, too many steps)."""
+
+
+class ModelFileError(LatentODEError, ValueError):
+    """A saved model file is missing, truncated, tampered with, or from an incompatible version."""
