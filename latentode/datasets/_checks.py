@@ -6,6 +6,7 @@ import numbers
 
 import numpy as np
 
+
 def check_positive_int(name: str, value: object, *, minimum: int = 1) -> int:
     """Return ``value`` as an ``int`` after checking it is an integer ``>= minimum``.
 

@@ -87,9 +87,7 @@ def wide_to_long(wide: pd.DataFrame) -> pd.DataFrame:
         id_vars=[ID_COLUMN, TIME_COLUMN], var_name=VARIABLE_COLUMN, value_name=VALUE_COLUMN
     ).dropna(subset=[VALUE_COLUMN])
     long[VALUE_COLUMN] = long[VALUE_COLUMN].astype(float)
-    return long.sort_values([ID_COLUMN, TIME_COLUMN, VARIABLE_COLUMN], kind="stable").reset_index(
-        drop=True
-    )
+    return long.sort_values([ID_COLUMN, TIME_COLUMN, VARIABLE_COLUMN], kind="stable").reset_index(drop=True)
 
 
 def long_to_wide(long: pd.DataFrame, variables: Sequence[str] | None = None) -> pd.DataFrame:

@@ -240,12 +240,12 @@ def make_periodic(
     values = values + noise  # (series, time)
 
     ids = np.arange(n_series)
-    data = _grid_frame(ids, np.broadcast_to(times, (n_series, n_points)), values[:, :, None], (PERIODIC_FEATURE,))
+    data = _grid_frame(
+        ids, np.broadcast_to(times, (n_series, n_points)), values[:, :, None], (PERIODIC_FEATURE,)
+    )
     if not return_params:
         return data
-    params = pd.DataFrame(
-        {"frequency": frequency, "offset": offset}, index=pd.Index(ids, name=ID_COLUMN)
-    )
+    params = pd.DataFrame({"frequency": frequency, "offset": offset}, index=pd.Index(ids, name=ID_COLUMN))
     return data, params
 
 
@@ -268,7 +268,7 @@ def _grid_frame(
     frame : pandas.DataFrame
         Wide layout, sorted by ``(id, time)``.
     """
-    n_series, n_times = times.shape
+    n_times = times.shape[1]
     columns = {ID_COLUMN: np.repeat(ids, n_times), TIME_COLUMN: times.reshape(-1).astype(float)}
     for k, name in enumerate(features):
         columns[name] = values[:, :, k].reshape(-1).astype(float)

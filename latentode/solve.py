@@ -1,0 +1,108 @@
+"""One ODE solve layer over torchdiffeq: solver configuration, validation and clear errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torchdiffeq import odeint, odeint_adjoint
+from torchdiffeq._impl.odeint import SOLVERS as _TORCHDIFFEQ_SOLVERS
+
+from .exceptions import SolverError
+
+__all__ = ["SolverConfig", "odesolve", "FIXED_STEP_METHODS", "ADAPTIVE_METHODS"]
+
+FIXED_STEP_METHODS = ("euler", "midpoint", "heun2", "heun3", "rk4", "explicit_adams", "implicit_adams")
+"""torchdiffeq methods that step on a fixed grid (need ``step_size``)."""
+
+ADAPTIVE_METHODS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
+"""torchdiffeq methods with adaptive step size control (use ``rtol``/``atol``)."""
+
+METHODS = FIXED_STEP_METHODS + ADAPTIVE_METHODS
+assert set(METHODS) <= set(_TORCHDIFFEQ_SOLVERS)
+
+DEFAULT_MAX_STEPS = 10_000
+"""Cap on adaptive solver steps per solve; beyond it the solve fails with a SolverError."""
+
+
+@dataclass(frozen=True)
+class SolverConfig:
+    """How an ODE is integrated.
+
+    Parameters
+    ----------
+    method : str
+        A torchdiffeq method name, one of :data:`FIXED_STEP_METHODS` or :data:`ADAPTIVE_METHODS`.
+    rtol, atol : float
+        Tolerances of adaptive methods.
+    step_size : float or None
+        Step of fixed-grid methods, in the units of the integration variable. ``None`` steps once between
+        consecutive output times.
+    adjoint : bool
+        Backpropagate with the adjoint method (``odeint_adjoint``): memory constant in the number of steps,
+        at the price of a second solve backwards.
+    max_steps : int
+        Cap on the number of adaptive steps.
+    """
+
+    method: str = "dopri5"
+    rtol: float = 1e-3
+    atol: float = 1e-4
+    step_size: float | None = None
+    adjoint: bool = False
+    max_steps: int = DEFAULT_MAX_STEPS
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f'Invalid method "{self.method}". Must be one of {set(METHODS)}.')
+        if not (self.rtol > 0 and self.atol > 0):
+            raise ValueError(f"rtol and atol must be positive, got rtol={self.rtol}, atol={self.atol}.")
+        if self.step_size is not None and not self.step_size > 0:
+            raise ValueError(f"step_size must be positive or None, got {self.step_size}.")
+        if self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}.")
+
+    @property
+    def is_fixed_step(self) -> bool:
+        return self.method in FIXED_STEP_METHODS
+
+    def options(self) -> dict:
+        if self.is_fixed_step:
+            return {} if self.step_size is None else {"step_size": self.step_size}
+        return {"max_num_steps": self.max_steps}
+
+
+_UNDERFLOW_ADVICE = (
+    "The adaptive solver's step size underflowed: the dynamics became too stiff for method={method!r} "
+    "with rtol={rtol}, atol={atol}. Loosen the tolerances, use a fixed-step method (e.g. method='rk4' with "
+    "step_size), lower the learning rate, or check that times are scaled to O(1) (the estimators do this "
+    "automatically)."
+)
+
+
+def odesolve(func: nn.Module, y0: Tensor, t: Tensor, config: SolverConfig = SolverConfig()) -> Tensor:
+    """Integrate dy/dt = func(t, y) from ``y0`` at ``t[0]``; returns the states at ``t``, shape (len(t), *y0.shape).
+
+    Raises
+    ------
+    SolverError
+        On step size underflow or when ``config.max_steps`` is exceeded, with advice on what to change.
+    """
+    solver = odeint_adjoint if config.adjoint else odeint
+    kwargs = {}
+    if config.adjoint:
+        kwargs["adjoint_params"] = tuple(func.parameters())
+    try:
+        return solver(func, y0, t, rtol=config.rtol, atol=config.atol, method=config.method,
+                      options=config.options(), **kwargs)
+    except AssertionError as error:
+        message = str(error)
+        if "underflow in dt" in message:
+            raise SolverError(_UNDERFLOW_ADVICE.format(method=config.method, rtol=config.rtol, atol=config.atol)) from error
+        if "max_num_steps exceeded" in message:
+            raise SolverError(
+                f"The solver took more than max_steps={config.max_steps} steps ({config.method}, rtol={config.rtol}, "
+                f"atol={config.atol}). Raise max_steps, loosen the tolerances or use a fixed-step method."
+            ) from error
+        raise
