@@ -1,0 +1,614 @@
+"""The scikit-learn style estimators: ``LatentODE`` and ``ODERNN``, fitted on pandas records."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from .batch import IrregularBatch
+from .data import FrameSpec, SeriesSet, TimeCodec, read_frame, read_queries, to_frame
+from .dynamics import DEFAULT_GRID_STEP
+from .exceptions import NotFittedError
+from .latent_model import LatentODEModel
+from .likelihood import DEFAULT_NOISE_STD
+from .preprocessing import FeatureScaler, TimeScaler
+from .recurrent import RecurrentForecaster
+from .solve import SolverConfig
+from .training import Checkpoint, EarlyStopping, ProgressBar, TrainConfig, Trainer, make_context_target
+
+__all__ = ["LatentODE", "ODERNN", "SCORE_SEED", "MIN_SERIES_FOR_VALIDATION"]
+
+SCORE_SEED = 12345
+"""Seed of the hidden-point draw in ``score``, so that scores of different models compare."""
+
+MIN_SERIES_FOR_VALIDATION = 10
+"""With fewer training series than this, no validation split is made (early stopping watches the training loss)."""
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"Invalid device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'.") from error
+
+
+class _SeriesEstimator(BaseEstimator):
+    """Shared machinery: reading frames, scaling, training, prediction and scoring. Not public."""
+
+    _module_kind = ""
+
+    # -- helpers ---------------------------------------------------------------------------------------
+    def _spec(self) -> FrameSpec:
+        return FrameSpec(
+            id_col=self.id_col, time_col=self.time_col, variable_col=self.variable_col, value_col=self.value_col,
+            duplicates=self.duplicates,
+        )
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "module_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with appropriate arguments "
+                "before using this estimator."
+            )
+
+    def _dtype(self) -> torch.dtype:
+        if self.dtype not in _DTYPES:
+            raise ValueError(f'Invalid dtype "{self.dtype}". Must be one of {set(_DTYPES)}.')
+        return _DTYPES[self.dtype]
+
+    def _scaled(self, series: SeriesSet) -> SeriesSet:
+        return dataclasses.replace(
+            series, times=self.time_scaler_.transform(series.times), values=self.feature_scaler_.transform(series.values)
+        )
+
+    def _read(self, X: pd.DataFrame) -> SeriesSet:
+        self._check_fitted()
+        return read_frame(
+            X, self._spec(), feature_names=list(self.feature_names_in_), codec=self.time_codec_,
+            require_all_features=False,
+        )
+
+    def _train_config(self) -> TrainConfig:
+        return TrainConfig(
+            objective=self.objective, context_fraction=self.context_fraction, n_samples=getattr(self, "n_samples", 1),
+            iwae=getattr(self, "iwae", False), max_epochs=self.max_epochs, batch_size=self.batch_size,
+            learning_rate=self.learning_rate, lr_decay=self.lr_decay, weight_decay=self.weight_decay,
+            kl_warmup_epochs=getattr(self, "kl_warmup_epochs", 0),
+            early_stopping_patience=self.early_stopping_patience, max_time=self.max_time,
+        )
+
+    def _build_module(self, n_features: int) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def _seed(self) -> int:
+        if self.random_state is None:
+            return int(np.random.SeedSequence().generate_state(1)[0])
+        if isinstance(self.random_state, (int, np.integer)):
+            return int(self.random_state)
+        raise TypeError(f"random_state must be an int or None, got {type(self.random_state).__name__}.")
+
+    def _make_module(self, n_features: int, seed: int) -> torch.nn.Module:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            module = self._build_module(n_features)
+        return module.to(device=self.device_, dtype=self._dtype())
+
+    # -- fit -------------------------------------------------------------------------------------------
+    def fit(self, X: pd.DataFrame, y=None, **fit_params) -> _SeriesEstimator:
+        """Fit on a wide or long DataFrame of series. ``y`` is ignored (accepted for pipelines).
+
+        Returns
+        -------
+        self
+        """
+        config = self._train_config()
+        dtype = self._dtype()
+        self.device_ = _resolve_device(self.device)
+        series = read_frame(X, self._spec())
+        self.time_codec_ = series.codec
+        self.feature_names_in_ = np.array(series.feature_names, dtype=object)
+        self.n_features_in_ = len(series.feature_names)
+        self.time_scaler_ = TimeScaler().fit(series.times, series.offsets)
+        self.feature_scaler_ = FeatureScaler().fit(series.values)
+        scaled = self._scaled(series)
+        seed = self._seed()
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(scaled.n_series)
+        n_valid = int(round(self.validation_fraction * scaled.n_series))
+        if self.validation_fraction > 0 and scaled.n_series >= MIN_SERIES_FOR_VALIDATION and n_valid >= 1:
+            valid, train = scaled.subset(np.sort(order[:n_valid])), scaled.subset(np.sort(order[n_valid:]))
+        else:
+            valid, train = None, scaled
+        self.module_ = self._make_module(self.n_features_in_, seed)
+        fingerprint = {
+            "estimator": type(self).__name__,
+            "params": {k: repr(v) for k, v in sorted(self.get_params().items()) if k not in ("verbose", "max_epochs", "max_time", "resume")},
+            "features": list(series.feature_names),
+            "n_series": int(series.n_series),
+            "n_rows": int(len(series.times)),
+        }
+        callbacks = []
+        if config.early_stopping_patience is not None:
+            callbacks.append(EarlyStopping(config.early_stopping_patience))
+        callbacks.append(ProgressBar(self.verbose))
+        if self.checkpoint_path is not None:
+            callbacks.append(Checkpoint(self.checkpoint_path))
+        trainer = Trainer(self.module_, config, train, valid, self.device_, dtype, seed, callbacks, fingerprint)
+        if self.resume and self.checkpoint_path is not None and Path(self.checkpoint_path).exists():
+            trainer.load_checkpoint(Path(self.checkpoint_path))
+        trainer.fit()
+        self.module_.eval()
+        self.history_ = trainer.history
+        self.n_epochs_ = trainer.epoch
+        self.best_epoch_ = trainer.best_epoch
+        return self
+
+    # -- prediction ------------------------------------------------------------------------------------
+    def _query_batches(self, X: pd.DataFrame, times):
+        """Yield (positions, context batch, scaled query tensor (batch, queries), query counts) chunks."""
+        series = self._read(X)
+        encoded, raw = read_queries(times, series, self._spec())
+        scaled = self._scaled(series)
+        dtype = self._dtype()
+        return series, scaled, encoded, raw, dtype
+
+    def _iterate(self, scaled: SeriesSet, encoded: list[np.ndarray]):
+        dtype = self._dtype()
+        for start in range(0, scaled.n_series, self.batch_size):
+            positions = np.arange(start, min(start + self.batch_size, scaled.n_series))
+            context = scaled.to_batch(positions, dtype=dtype, device=self.device_)
+            counts = [len(encoded[p]) for p in positions]
+            width = max(max(counts), 1)
+            q = np.zeros((len(positions), width))
+            for row, p in enumerate(positions):
+                t = self.time_scaler_.transform(encoded[p])
+                q[row, : len(t)] = t
+                q[row, len(t):] = t[-1] if len(t) else float(context.times[row, 0])
+            yield positions, context, torch.as_tensor(q, dtype=dtype, device=self.device_), counts
+
+    def _means(self, context: IrregularBatch, queries: torch.Tensor) -> torch.Tensor:
+        """Standardised predicted means (batch, queries, features)."""
+        raise NotImplementedError
+
+    def predict(self, X: pd.DataFrame, times) -> pd.DataFrame:
+        """Predicted values at the query ``times`` of each series in ``X``.
+
+        Parameters
+        ----------
+        X : DataFrame
+            Context observations (wide or long, as in ``fit``); series need not have been seen in ``fit``.
+        times : array-like, dict or DataFrame
+            One array of times for every series, a dict ``{id: times}``, or a DataFrame of (id, time) query
+            rows. Times before, between and after the observations all work, in the user's time type.
+
+        Returns
+        -------
+        DataFrame
+            Columns id, time, then one per feature, in original units; rows grouped by series in sorted id
+            order, each series' queries in the order given.
+        """
+        series, scaled, encoded, raw, _ = self._query_batches(X, times)
+        values = [None] * series.n_series
+        with torch.no_grad():
+            for positions, context, queries, counts in self._iterate(scaled, encoded):
+                means = self._means(context, queries).cpu().numpy().astype(np.float64)
+                for row, p in enumerate(positions):
+                    values[p] = self.feature_scaler_.inverse_transform(means[row, : counts[row]])
+        return to_frame(series.ids, raw, values, self.feature_names_in_.tolist(), self._spec(), long=False)
+
+    def score(self, X: pd.DataFrame, y=None) -> float:
+        """Negative mean squared error (standardised units, features weighted equally); higher is better.
+
+        The protocol follows ``objective``: with ``"interpolation"`` a seeded random half of each series' time
+        points is hidden and reconstructed from the rest; with ``"extrapolation"`` the later part of each
+        series is predicted from its first ``context_fraction``. Series with one time point are scored on
+        reconstructing it. ``y`` is ignored.
+        """
+        series = self._read(X)
+        scaled = self._scaled(series)
+        generator = torch.Generator(device=self.device_).manual_seed(SCORE_SEED)
+        fraction = self.context_fraction if self.objective == "extrapolation" else min(self.context_fraction, 0.5)
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for start in range(0, scaled.n_series, self.batch_size):
+                positions = np.arange(start, min(start + self.batch_size, scaled.n_series))
+                batch = scaled.to_batch(positions, dtype=self._dtype(), device=self.device_)
+                context, target = make_context_target(batch, self.objective, fraction, generator)
+                means = self._means(context, target.times)
+                squared = torch.where(target.mask, (means - target.values) ** 2, torch.zeros((), dtype=means.dtype))
+                total += float(squared.sum())
+                count += int(target.mask.sum())
+        return -total / max(count, 1)
+
+    # -- persistence -----------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> None:
+        """Save to a single file that loading cannot execute code from (see :mod:`latentode.serialization`)."""
+        from .serialization import save_estimator
+
+        self._check_fitted()
+        save_estimator(self, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, device: str = "auto"):
+        """Load a model saved with :meth:`save`; raises ``ModelFileError`` for a truncated or tampered file."""
+        from .serialization import load_estimator
+
+        model = load_estimator(path, device=device)
+        if not isinstance(model, cls):
+            from .exceptions import ModelFileError
+
+            raise ModelFileError(f"{str(path)!r} holds a {type(model).__name__}, not a {cls.__name__}; load it with that class.")
+        return model
+
+    def _restore(self, state: dict, module_state: dict, device: str) -> None:
+        """Rebuild fitted attributes from ``state`` (see serialization); internal."""
+        self.device_ = _resolve_device(device)
+        self.time_codec_ = TimeCodec(**state["time_codec"])
+        self.feature_names_in_ = np.array(state["feature_names"], dtype=object)
+        self.n_features_in_ = len(state["feature_names"])
+        self.time_scaler_ = TimeScaler.from_state(state["time_scaler"])
+        self.feature_scaler_ = FeatureScaler.from_state(state["feature_scaler"])
+        self.history_ = state["history"]
+        self.n_epochs_ = state["n_epochs"]
+        self.best_epoch_ = state["best_epoch"]
+        self.module_ = self._make_module(self.n_features_in_, 0)
+        self.module_.load_state_dict(module_state)
+        self.module_.eval()
+
+
+class LatentODE(TransformerMixin, _SeriesEstimator):
+    """Latent ODE (Rubanova, Chen & Duvenaud, 2019) for irregularly sampled series in pandas DataFrames.
+
+    An ODE-RNN encoder reads each series backwards and infers q(z0), the latent state at the series' first
+    observed time; a Neural ODE evolves z0; a decoder maps the latent path to observations. Times and
+    features are scaled automatically from the training data.
+
+    Parameters
+    ----------
+    latent_dim : int, default=10
+        Dimension of z0.
+    hidden_dim : int, default=64
+        Width of the vector fields and decoder.
+    encoder_dim : int, default=40
+        GRU hidden size of the encoder.
+    n_layers : int, default=2
+        Hidden layers of the latent vector field.
+    activation : str, default="tanh"
+    encoder : {"ode_rnn", "rnn"}, default="ode_rnn"
+        ``"rnn"`` reads gaps as GRU inputs instead of an ODE (the paper's "RNN encoder" baseline).
+    dynamics : {"ode", "residual", "gru"}, default="ode"
+        ``"residual"``: discrete residual latent steps z_{n+1} = z_n + f(z_n) (the Euler view);
+        ``"gru"`` with ``encoder="rnn"``: the RNN-VAE baseline.
+    augment_dim : int, default=0
+        Extra zero-initialised latent dimensions (Augmented Neural ODE).
+    time_dependent : bool, default=False
+        The vector fields also read (scaled) time.
+    solver : str, default="dopri5"
+        torchdiffeq method of the latent ODE; ``rtol``, ``atol`` for adaptive methods; ``step_size`` (scaled
+        time; the median training series spans 1) for fixed-step ones (default ``grid_step``).
+    encoder_solver : str, default="euler"
+        Method for the encoder's gaps (one step per gap).
+    adjoint : bool, default=False
+        Adjoint backpropagation through the latent ODE (constant memory in solver steps).
+    grid_step : float, default=0.02
+        Spacing of the shared latent output grid in scaled time.
+    noise_std : float or "learned", default=0.1
+        Observation noise std in standardised units, fixed (as in the paper) or learned per feature.
+    poisson : bool, default=False
+        Also model observation times with a latent Poisson process intensity.
+    objective : {"interpolation", "extrapolation"}, default="interpolation"
+    context_fraction : float, default=0.5
+        Interpolation: fraction of each series' points the encoder sees in training (the loss scores all).
+        Extrapolation: the first fraction is context, the rest is predicted.
+    n_samples : int, default=3
+        Samples of z0 per series in training. ``iwae=True`` uses the importance-weighted bound over them.
+    kl_warmup_epochs : int, default=10
+        The KL weight rises linearly from 0 to 1 over these epochs.
+    max_epochs, batch_size, learning_rate, lr_decay, weight_decay :
+        Adam with learning rate multiplied by ``lr_decay`` after every epoch.
+    validation_fraction : float, default=0.1
+        Fraction of series held out for validation and early stopping (none below 10 series).
+    early_stopping_patience : int or None, default=15
+        Stop after this many epochs without validation improvement and keep the best weights.
+    max_time : float or None
+        Stop after this many seconds of training.
+    checkpoint_path : str or None
+        Save a checkpoint there after every epoch; with ``resume=True``, ``fit`` continues from it.
+    id_col, time_col, variable_col, value_col :
+        Column names; give ``variable_col`` and ``value_col`` for long-format data.
+    duplicates : {"mean", "error"}, default="mean"
+        Duplicate (id, time) rows are averaged (with a warning) or refused.
+    device : str, default="auto"
+        "auto" uses CUDA when available.
+    dtype : {"float32", "float64"}
+    random_state : int or None
+        Seeds initialisation, batching and sampling; training on CPU is deterministic for a given value.
+    verbose : int, default=1
+        0 silences the progress bar.
+
+    Attributes
+    ----------
+    module_ : LatentODEModel
+    feature_names_in_, n_features_in_, time_codec_, time_scaler_, feature_scaler_ :
+        Fitted preprocessing.
+    history_ : list of dict
+        Per epoch: train_loss, train_mse, kl, kl_weight, nfe, lr, valid_loss, valid_mse, seconds.
+    n_epochs_, best_epoch_ : int
+
+    Examples
+    --------
+    >>> from latentode import LatentODE
+    >>> from latentode.datasets import make_spirals
+    >>> observed, truth = make_spirals(n_series=50, random_state=0)
+    >>> model = LatentODE(max_epochs=2, verbose=0, random_state=0).fit(observed)
+    >>> model.predict(observed, [0.0, 1.0, 2.0]).shape[1]
+    4
+    """
+
+    _module_kind = "latent_ode"
+
+    def __init__(
+        self,
+        latent_dim: int = 10,
+        *,
+        hidden_dim: int = 64,
+        encoder_dim: int = 40,
+        n_layers: int = 2,
+        activation: str = "tanh",
+        encoder: str = "ode_rnn",
+        dynamics: str = "ode",
+        augment_dim: int = 0,
+        time_dependent: bool = False,
+        solver: str = "dopri5",
+        rtol: float = 1e-3,
+        atol: float = 1e-4,
+        step_size: float | None = None,
+        encoder_solver: str = "euler",
+        adjoint: bool = False,
+        grid_step: float = DEFAULT_GRID_STEP,
+        noise_std: float | str = DEFAULT_NOISE_STD,
+        poisson: bool = False,
+        objective: str = "interpolation",
+        context_fraction: float = 0.5,
+        n_samples: int = 3,
+        iwae: bool = False,
+        kl_warmup_epochs: int = 10,
+        max_epochs: int = 100,
+        batch_size: int = 50,
+        learning_rate: float = 1e-2,
+        lr_decay: float = 0.98,
+        weight_decay: float = 0.0,
+        validation_fraction: float = 0.1,
+        early_stopping_patience: int | None = 15,
+        max_time: float | None = None,
+        checkpoint_path: str | None = None,
+        resume: bool = False,
+        id_col: str = "id",
+        time_col: str = "time",
+        variable_col: str | None = None,
+        value_col: str | None = None,
+        duplicates: str = "mean",
+        device: str = "auto",
+        dtype: str = "float32",
+        random_state: int | None = None,
+        verbose: int = 1,
+    ) -> None:
+        self.latent_dim = latent_dim
+        self.hidden_dim = hidden_dim
+        self.encoder_dim = encoder_dim
+        self.n_layers = n_layers
+        self.activation = activation
+        self.encoder = encoder
+        self.dynamics = dynamics
+        self.augment_dim = augment_dim
+        self.time_dependent = time_dependent
+        self.solver = solver
+        self.rtol = rtol
+        self.atol = atol
+        self.step_size = step_size
+        self.encoder_solver = encoder_solver
+        self.adjoint = adjoint
+        self.grid_step = grid_step
+        self.noise_std = noise_std
+        self.poisson = poisson
+        self.objective = objective
+        self.context_fraction = context_fraction
+        self.n_samples = n_samples
+        self.iwae = iwae
+        self.kl_warmup_epochs = kl_warmup_epochs
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.lr_decay = lr_decay
+        self.weight_decay = weight_decay
+        self.validation_fraction = validation_fraction
+        self.early_stopping_patience = early_stopping_patience
+        self.max_time = max_time
+        self.checkpoint_path = checkpoint_path
+        self.resume = resume
+        self.id_col = id_col
+        self.time_col = time_col
+        self.variable_col = variable_col
+        self.value_col = value_col
+        self.duplicates = duplicates
+        self.device = device
+        self.dtype = dtype
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _build_module(self, n_features: int) -> LatentODEModel:
+        return LatentODEModel(
+            n_features, self.latent_dim, encoder=self.encoder, dynamics=self.dynamics, hidden_dim=self.hidden_dim,
+            encoder_dim=self.encoder_dim, n_layers=self.n_layers, activation=self.activation,
+            augment_dim=self.augment_dim, time_dependent=self.time_dependent,
+            solver=SolverConfig(self.solver, rtol=self.rtol, atol=self.atol, step_size=self.step_size,
+                                adjoint=self.adjoint),
+            encoder_solver=SolverConfig(self.encoder_solver), grid_step=self.grid_step,
+            noise_std=self.noise_std, poisson=self.poisson,
+        )
+
+    def _means(self, context: IrregularBatch, queries: torch.Tensor) -> torch.Tensor:
+        return self.module_.predict_means(context, queries, use_mean=True)[0]
+
+    def _draws(self, X, times, n_samples: int, random_state, include_noise: bool):
+        """Per-series arrays (samples, queries, features) of posterior predictive draws, original units."""
+        if int(n_samples) < 1:
+            raise ValueError(f"n_samples must be >= 1, got {n_samples}.")
+        series, scaled, encoded, raw, _ = self._query_batches(X, times)
+        seed = random_state if random_state is not None else int(np.random.SeedSequence().generate_state(1)[0])
+        generator = torch.Generator(device=self.device_).manual_seed(int(seed))
+        draws = [None] * series.n_series
+        noise_std = self.module_.likelihood.std().detach()
+        with torch.no_grad():
+            for positions, context, queries, counts in self._iterate(scaled, encoded):
+                means = self.module_.predict_means(context, queries, n_samples=int(n_samples), generator=generator)
+                if include_noise:
+                    means = means + noise_std * torch.randn(means.shape, generator=generator, device=means.device,
+                                                            dtype=means.dtype)
+                means = means.cpu().numpy().astype(np.float64)
+                for row, p in enumerate(positions):
+                    draws[p] = self.feature_scaler_.inverse_transform(means[:, row, : counts[row]])
+        return series, raw, draws
+
+    def sample(self, X: pd.DataFrame, times, n_samples: int = 100, *, include_noise: bool = True,
+               random_state: int | None = None) -> pd.DataFrame:
+        """Posterior predictive draws: z0 ~ q(z0 | X), decoded at ``times``, plus observation noise.
+
+        Returns a DataFrame with columns id, time, ``sample`` (0 .. n_samples-1), then one per feature.
+        ``include_noise=False`` gives draws of the noise-free latent trajectory instead.
+        """
+        series, raw, draws = self._draws(X, times, n_samples, random_state, include_noise)
+        n = int(n_samples)
+        raw_rep = [pd.concat([r] * n, ignore_index=True) for r in raw]
+        values = [d.reshape(-1, d.shape[-1]) for d in draws]
+        sample_ids = [np.repeat(np.arange(n), len(r)) for r in raw]
+        return to_frame(series.ids, raw_rep, values, self.feature_names_in_.tolist(), self._spec(), long=False,
+                        extra={"sample": sample_ids})
+
+    def predict_interval(self, X: pd.DataFrame, times, coverage: float = 0.9, *, n_samples: int = 200,
+                         random_state: int | None = None) -> pd.DataFrame:
+        """Central posterior predictive interval with the given ``coverage`` at each query time.
+
+        Returns columns id, time, then ``<feature>_lower`` and ``<feature>_upper`` for every feature, from
+        quantiles of ``n_samples`` draws of :meth:`sample` (observation noise included).
+        """
+        if not 0 < coverage < 1:
+            raise ValueError(f"coverage must be in (0, 1), got {coverage}.")
+        series, raw, draws = self._draws(X, times, n_samples, random_state, True)
+        alpha = (1 - coverage) / 2
+        names = self.feature_names_in_.tolist()
+        lower = [np.quantile(d, alpha, axis=0) for d in draws]
+        upper = [np.quantile(d, 1 - alpha, axis=0) for d in draws]
+        frame = to_frame(series.ids, raw, [np.concatenate([lo, up], axis=1) for lo, up in zip(lower, upper)],
+                         [f"{n}_lower" for n in names] + [f"{n}_upper" for n in names], self._spec(), long=False)
+        order = [self.id_col, self.time_col] + [f"{n}_{side}" for n in names for side in ("lower", "upper")]
+        return frame[order]
+
+    def transform(self, X: pd.DataFrame) -> np.ndarray:
+        """Posterior mean of z0 per series: array (n_series, latent_dim), rows in sorted id order."""
+        series = self._read(X)
+        scaled = self._scaled(series)
+        out = []
+        with torch.no_grad():
+            for start in range(0, scaled.n_series, self.batch_size):
+                positions = np.arange(start, min(start + self.batch_size, scaled.n_series))
+                mean, _ = self.module_.encode(scaled.to_batch(positions, dtype=self._dtype(), device=self.device_))
+                out.append(mean.cpu().numpy().astype(np.float64))
+        return np.concatenate(out, axis=0)
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        self._check_fitted()
+        return np.array([f"latent{i}" for i in range(self.latent_dim)], dtype=object)
+
+
+class ODERNN(_SeriesEstimator):
+    """Deterministic ODE-RNN (and recurrent baselines) with the same DataFrame interface as LatentODE.
+
+    Reads each series forwards; predicts a query time from the state after the last observation strictly
+    before it, moved across the gap by a Neural ODE (``cell="ode"``), a GRU step reading the gap
+    (``cell="gru_dt"``, "GRU with time gaps") or GRU-D's decay (``cell="gru_d"``). Trained on masked MSE.
+    Parameters are those of :class:`LatentODE` that apply, plus ``cell`` and ``hidden_dim`` (GRU state).
+    """
+
+    _module_kind = "ode_rnn"
+
+    def __init__(
+        self,
+        hidden_dim: int = 40,
+        *,
+        cell: str = "ode",
+        ode_hidden_dim: int = 64,
+        n_layers: int = 1,
+        activation: str = "tanh",
+        time_dependent: bool = False,
+        solver: str = "euler",
+        objective: str = "interpolation",
+        context_fraction: float = 0.5,
+        max_epochs: int = 100,
+        batch_size: int = 50,
+        learning_rate: float = 1e-2,
+        lr_decay: float = 0.98,
+        weight_decay: float = 0.0,
+        validation_fraction: float = 0.1,
+        early_stopping_patience: int | None = 15,
+        max_time: float | None = None,
+        checkpoint_path: str | None = None,
+        resume: bool = False,
+        id_col: str = "id",
+        time_col: str = "time",
+        variable_col: str | None = None,
+        value_col: str | None = None,
+        duplicates: str = "mean",
+        device: str = "auto",
+        dtype: str = "float32",
+        random_state: int | None = None,
+        verbose: int = 1,
+    ) -> None:
+        self.hidden_dim = hidden_dim
+        self.cell = cell
+        self.ode_hidden_dim = ode_hidden_dim
+        self.n_layers = n_layers
+        self.activation = activation
+        self.time_dependent = time_dependent
+        self.solver = solver
+        self.objective = objective
+        self.context_fraction = context_fraction
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.lr_decay = lr_decay
+        self.weight_decay = weight_decay
+        self.validation_fraction = validation_fraction
+        self.early_stopping_patience = early_stopping_patience
+        self.max_time = max_time
+        self.checkpoint_path = checkpoint_path
+        self.resume = resume
+        self.id_col = id_col
+        self.time_col = time_col
+        self.variable_col = variable_col
+        self.value_col = value_col
+        self.duplicates = duplicates
+        self.device = device
+        self.dtype = dtype
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _build_module(self, n_features: int) -> RecurrentForecaster:
+        return RecurrentForecaster(
+            n_features, cell=self.cell, hidden_dim=self.hidden_dim, ode_hidden_dim=self.ode_hidden_dim,
+            n_layers=self.n_layers, activation=self.activation, solver=SolverConfig(self.solver),
+            time_dependent=self.time_dependent,
+        )
+
+    def _means(self, context: IrregularBatch, queries: torch.Tensor) -> torch.Tensor:
+        return self.module_.predict(context, queries)

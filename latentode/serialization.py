@@ -1,0 +1,136 @@
+"""Saving and loading fitted estimators in a format that cannot execute code when loaded.
+
+A model file is a zip archive with two members:
+
+* ``config.json``: the format version, the library version, the estimator class and its parameters, the
+  fitted preprocessing (feature names, time codec, scalers), the training history, and the SHA-256 of
+  the weights;
+* ``weights.pt``: the module's ``state_dict``, read back with ``torch.load(..., weights_only=True)``.
+
+Loading checks, in order: the file is a readable zip with both members (else truncated or not a model
+file), the JSON parses and has every key, the format version is one this library reads, the weights'
+checksum matches (else tampered or corrupted), and the weights fit the architecture the parameters build.
+Any failure raises :class:`~latentode.exceptions.ModelFileError` saying which.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import zipfile
+from dataclasses import asdict
+
+import numpy as np
+import torch
+
+from .exceptions import ModelFileError
+
+__all__ = ["save_estimator", "load_estimator", "FILE_FORMAT"]
+
+FILE_FORMAT = 1
+"""Version of the model file layout; files with another version are refused with a clear message."""
+
+_CONFIG, _WEIGHTS = "config.json", "weights.pt"
+_REQUIRED = ("format", "library_version", "estimator", "params", "feature_names", "time_codec", "time_scaler",
+             "feature_scaler", "history", "n_epochs", "best_epoch", "weights_sha256")
+
+
+def _estimators() -> dict:
+    from .estimator import LatentODE, ODERNN
+
+    return {"LatentODE": LatentODE, "ODERNN": ODERNN}
+
+
+def _jsonable(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    return value
+
+
+def save_estimator(estimator, path: str | os.PathLike) -> None:
+    """Write a fitted estimator to ``path`` (see the module docstring for the format)."""
+    from . import __version__
+
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in estimator.module_.state_dict().items()}, buffer)
+    weights = buffer.getvalue()
+    params = {k: _jsonable(v) for k, v in estimator.get_params().items()}
+    try:
+        json.dumps(params)
+    except TypeError as error:
+        raise TypeError(f"Cannot save: a parameter is not JSON-serialisable ({error}).") from error
+    config = {
+        "format": FILE_FORMAT,
+        "library_version": __version__,
+        "estimator": type(estimator).__name__,
+        "params": params,
+        "feature_names": [str(f) for f in estimator.feature_names_in_],
+        "time_codec": asdict(estimator.time_codec_),
+        "time_scaler": estimator.time_scaler_.get_state(),
+        "feature_scaler": estimator.feature_scaler_.get_state(),
+        "history": estimator.history_,
+        "n_epochs": int(estimator.n_epochs_),
+        "best_epoch": int(estimator.best_epoch_),
+        "weights_sha256": hashlib.sha256(weights).hexdigest(),
+    }
+    tmp = f"{os.fspath(path)}.tmp"
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(_CONFIG, json.dumps(config, indent=1))
+        archive.writestr(_WEIGHTS, weights)
+    os.replace(tmp, path)
+
+
+def load_estimator(path: str | os.PathLike, *, device: str = "auto"):
+    """Read a model file written by :func:`save_estimator`; raises ModelFileError when it is unusable."""
+    from . import __version__
+
+    name = os.fspath(path)
+    if not os.path.exists(name):
+        raise ModelFileError(f"No model file at {name!r}.")
+    try:
+        with zipfile.ZipFile(name) as archive:
+            members = set(archive.namelist())
+            if not {_CONFIG, _WEIGHTS} <= members:
+                raise ModelFileError(f"{name!r} is not a latentode model file: it lacks {_CONFIG} or {_WEIGHTS}.")
+            raw_config = archive.read(_CONFIG)
+            weights = archive.read(_WEIGHTS)
+    except ModelFileError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as error:
+        raise ModelFileError(
+            f"{name!r} is truncated or not a latentode model file ({type(error).__name__}: {error}). Save the model again."
+        ) from error
+    try:
+        config = json.loads(raw_config)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelFileError(f"{name!r} has an unreadable {_CONFIG} ({error}); the file was corrupted.") from error
+    missing = [k for k in _REQUIRED if k not in config] if isinstance(config, dict) else list(_REQUIRED)
+    if missing:
+        raise ModelFileError(f"{name!r} has a {_CONFIG} without {missing}; it was not written by latentode.")
+    if config["format"] != FILE_FORMAT:
+        raise ModelFileError(
+            f"{name!r} uses model file format {config['format']!r} (written by latentode "
+            f"{config['library_version']}); this latentode {__version__} reads format {FILE_FORMAT}. "
+            f"Load it with latentode {config['library_version']}."
+        )
+    if hashlib.sha256(weights).hexdigest() != config["weights_sha256"]:
+        raise ModelFileError(f"{name!r}: the weights do not match their recorded checksum; the file was tampered with or corrupted.")
+    estimators = _estimators()
+    if config["estimator"] not in estimators:
+        raise ModelFileError(f"{name!r} holds an unknown estimator {config['estimator']!r}.")
+    try:
+        state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - anything torch refuses is a bad file
+        raise ModelFileError(f"{name!r}: the weights cannot be read safely ({type(error).__name__}: {error}).") from error
+    try:
+        estimator = estimators[config["estimator"]](**config["params"])
+        estimator._restore(config, state, device)
+    except (TypeError, ValueError, RuntimeError, KeyError) as error:
+        raise ModelFileError(
+            f"{name!r} does not match this latentode version's {config['estimator']} ({type(error).__name__}: {error})."
+        ) from error
+    return estimator
