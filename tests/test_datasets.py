@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -197,7 +199,7 @@ def test_hopper_small(tmp_path, monkeypatch):
     assert start[["rootx_pos", "rootz_pos"]].stack().between(0.0, 0.5).all()
     assert start[["rooty_pos", "waist_pos", "hip_pos", "knee_pos", "ankle_pos"]].stack().between(-2, 2).all()
     assert start[[name for name in HOPPER_FEATURES if name.endswith("_vel")]].stack().between(-5, 5).all()
-    assert list(tmp_path.glob("*.npz"))
+    assert list(tmp_path.glob("*.npy"))
 
     # The cache is reused (no simulation), also for a smaller prefix of the same stream.
     from latentode.datasets import _hopper
@@ -234,6 +236,18 @@ def test_hopper_observed_fraction_irregular(tmp_path):
     np.testing.assert_array_equal(merged["knee_vel"], merged["knee_vel_full"])
     with pytest.raises(ValueError, match="observed_fraction"):
         make_hopper(n_series=4, n_steps=20, observed_fraction=1.5, cache_dir=tmp_path)
+
+
+def test_prepare_hopper_script(tmp_path, capsys):
+    pytest.importorskip("dm_control")
+    script = Path(__file__).resolve().parents[1] / "datasets" / "prepare_hopper.py"
+    spec = importlib.util.spec_from_file_location("prepare_hopper", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cache_dir = module.main(["--n-series", "2", "--n-steps", "5", "--cache-dir", str(tmp_path)])
+    assert cache_dir == tmp_path
+    assert [path.name for path in tmp_path.glob("*.npy")] == ["hopper_n2_steps5_seed123.npy"]
+    assert "2 Hopper trajectories" in capsys.readouterr().out
 
 
 def test_hopper_missing_dm_control_names_extra(monkeypatch):
@@ -403,6 +417,14 @@ def test_physionet_bad_inputs(tmp_path):
     bad_time.write_text(RECORD_A.replace("00:37,HR", "0037,HR"))
     with pytest.raises(ValueError, match="HH:MM"):
         load_physionet2012(bad_time)
+    bad_value = tmp_path / "bad_value.txt"
+    bad_value.write_text(RECORD_A.replace("00:37,HR,77", "00:37,HR,seventy"))
+    with pytest.raises(ValueError, match="bad_value.txt: values must be numbers, got 'seventy'"):
+        load_physionet2012(bad_value)
+    no_record_id = tmp_path / "no_record_id.txt"
+    no_record_id.write_text(RECORD_A.replace("RecordID", "Record"))
+    with pytest.raises(ValueError, match="RecordID row"):
+        load_physionet2012(no_record_id)
 
 
 # --------------------------------------------------------------------------------------

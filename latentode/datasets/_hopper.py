@@ -39,9 +39,8 @@ N_ROOT_TRANSLATIONS = 2
 DEFAULT_CACHE_DIR = Path("~/.cache/latentode")
 """Where :func:`make_hopper` caches simulated trajectories unless told otherwise."""
 
-_CACHE_NAME = "hopper_n{n_series}_steps{n_steps}_seed{seed}.npz"
-_CACHE_PATTERN = re.compile(r"hopper_n(\d+)_steps(\d+)_seed(\d+)\.npz")
-_CACHE_ARRAY_KEY = "trajectories"
+_CACHE_NAME = "hopper_n{n_series}_steps{n_steps}_seed{seed}.npy"
+_CACHE_PATTERN = re.compile(r"hopper_n(\d+)_steps(\d+)_seed(\d+)\.npy")
 
 
 def make_hopper(
@@ -167,13 +166,13 @@ def hopper_array(
     directory = _cache_directory(cache_dir)
     cached = _find_cache(directory, n_series, n_steps, random_state)
     if cached is not None:
-        with np.load(cached) as archive:
-            return archive[_CACHE_ARRAY_KEY][:n_series]
+        # Memory-mapped, so taking a prefix of a large cache reads only that prefix.
+        return np.array(np.load(cached, mmap_mode="r")[:n_series])
     trajectories = _simulate(n_series, n_steps, random_state)
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / _CACHE_NAME.format(n_series=n_series, n_steps=n_steps, seed=random_state)
-    partial = target.with_name(f"{target.stem}.{os.getpid()}.partial.npz")
-    np.savez(partial, **{_CACHE_ARRAY_KEY: trajectories})
+    partial = target.with_name(f"{target.stem}.{os.getpid()}.partial.npy")
+    np.save(partial, trajectories)
     os.replace(partial, target)  # atomic: a reader never sees a half-written cache file
     return trajectories
 
