@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["train_test_split_series", "interpolation_split", "extrapolation_split"]
+__all__ = ["extrapolation_split", "interpolation_split", "train_test_split_series"]
+
+_FRACTION_TOLERANCE = 1e-9
+"""Slack for float error in ``fraction * n`` (``0.3 * 10`` is 3.0000000000000004) before rounding up."""
 
 
 def _check(df: pd.DataFrame, id_col: str, time_col: str) -> None:
@@ -39,16 +42,22 @@ def train_test_split_series(
     _check(df, id_col, time_col)
     _check_fraction("test_size", test_size, allow_zero=False)
     _check_fraction("val_size", val_size)
+    if test_size + val_size >= 1:
+        raise ValueError(
+            f"test_size + val_size must be below 1 to leave training series, got {test_size} + {val_size}."
+        )
     ids = pd.unique(df[id_col])
-    if len(ids) < (3 if val_size > 0 else 2):
-        raise ValueError(f"Need at least {3 if val_size > 0 else 2} series to split, got {len(ids)}.")
+    n_parts = 3 if val_size > 0 else 2
+    if len(ids) < n_parts:
+        raise ValueError(f"Need at least {n_parts} series to split into {n_parts} parts, got {len(ids)}.")
     rng = np.random.default_rng(random_state)
     order = rng.permutation(len(ids))
-    n_test = min(max(1, int(round(test_size * len(ids)))), len(ids) - 1)
-    n_val = min(max(1, int(round(val_size * len(ids)))), len(ids) - n_test - 1) if val_size > 0 else 0
+    # Every part keeps at least one series: test leaves room for validation (if asked for) and training.
+    n_test = min(max(1, round(test_size * len(ids))), len(ids) - n_parts + 1)
+    n_val = min(max(1, round(val_size * len(ids))), len(ids) - n_test - 1) if val_size > 0 else 0
     test_ids, val_ids = ids[order[:n_test]], ids[order[n_test : n_test + n_val]]
     in_test, in_val = df[id_col].isin(test_ids), df[id_col].isin(val_ids)
-    parts = [df[~in_test & ~in_val], df[in_val], df[in_test]] if n_val else [df[~in_test], df[in_test]]
+    parts = [df[~in_test & ~in_val], df[in_val], df[in_test]] if val_size > 0 else [df[~in_test], df[in_test]]
     return tuple(p.reset_index(drop=True) for p in parts)
 
 
@@ -83,7 +92,9 @@ def interpolation_split(
     points["__n"] = points.groupby(id_col, sort=False)["__key"].transform("size")
     n_hidden = np.minimum(np.floor(hide_fraction * points["__n"] + 0.5), points["__n"] - 1)
     hidden_points = points.loc[points["__rank"] <= n_hidden, [id_col, time_col]]
-    marker = df[[id_col, time_col]].merge(hidden_points.assign(__hidden=True), on=[id_col, time_col], how="left")
+    marker = df[[id_col, time_col]].merge(
+        hidden_points.assign(__hidden=True), on=[id_col, time_col], how="left"
+    )
     hidden = marker["__hidden"].fillna(False).to_numpy(dtype=bool)
     return df[~hidden].reset_index(drop=True), df[hidden].reset_index(drop=True)
 
@@ -108,7 +119,7 @@ def extrapolation_split(
     points = points.sort_values([id_col, time_col], kind="stable")
     n = points.groupby(id_col, sort=False)[time_col].transform("size")
     rank = points.groupby(id_col, sort=False).cumcount()
-    n_context = np.maximum(np.ceil(context_fraction * n - 1e-9), 1)
+    n_context = np.maximum(np.ceil(context_fraction * n - _FRACTION_TOLERANCE), 1)
     cut = points.loc[rank.to_numpy() == (n_context.to_numpy() - 1), [id_col, time_col]]
     cut = cut.rename(columns={time_col: "__cut"})
     merged = df[[id_col, time_col]].merge(cut, on=id_col, how="left")
