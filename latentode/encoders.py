@@ -28,9 +28,11 @@ class ODERNNEncoder(nn.Module):
     Between observations the hidden state evolves by a Neural ODE (``gap="ode"``), or, for the RNN-encoder
     baseline (``gap="input"``), it stays put and the time gap is an extra GRU input. At an observation a
     GRU cell reads the values (zero where unobserved) and the mask, so only observed features count; a
-    time point with nothing observed, and padding, leave the state unchanged.
+    time point with nothing observed, and padding, leave the state unchanged, and gaps run from one
+    observation to the next, so such points change nothing at all.
 
-    Each backwards step k moves *every* series across *its own* k-th gap in one batched solve
+    Each backwards step k moves *every* series observed at its k-th time point across *its own* gap back from
+    its previous observation, in one batched solve
     (:func:`latentode.dynamics.evolve`), so the number of sequential solver calls equals the longest
     series in the batch, whatever the union of timestamps.
 
@@ -69,14 +71,26 @@ class ODERNNEncoder(nn.Module):
         h = values.new_zeros(n, self.hidden_dim)
         observed_any = mask.any(-1) & batch.time_mask  # (batch, time)
         inputs = torch.cat([values * mask, mask.to(values.dtype)], dim=-1)
+        # Time of the observation read last (the next one forwards in time), and whether there was one: gaps
+        # run between observations, so time points with nothing observed (and padding) do not count.
+        last_time = times[:, -1]
+        started = torch.zeros(n, dtype=torch.bool, device=times.device)
         for j in range(width - 1, -1, -1):
-            delta = (times[:, j] - times[:, j + 1]) if j < width - 1 else torch.zeros_like(times[:, j])
+            observed = observed_any[:, j]
+            delta = torch.where(observed & started, times[:, j] - last_time, torch.zeros_like(last_time))
             x = inputs[:, j]
             if self.gap == "ode":
-                if j < width - 1 and bool((delta != 0).any()):
-                    h = evolve(self.field, h, times[:, j + 1], delta, self.solver)
+                if bool((delta != 0).any()):
+                    h = evolve(self.field, h, last_time, delta, self.solver)
             else:
                 x = torch.cat([x, delta[:, None]], dim=-1)
-            h = torch.where(observed_any[:, j, None], self.gru(x, h), h)
+            h = torch.where(observed[:, None], self.gru(x, h), h)
+            last_time = torch.where(observed, times[:, j], last_time)
+            started = started | observed
+        if self.gap == "ode":
+            # Move from the first observation back to the anchor when the first time point observed nothing.
+            delta = torch.where(started, times[:, 0] - last_time, torch.zeros_like(last_time))
+            if bool((delta != 0).any()):
+                h = evolve(self.field, h, last_time, delta, self.solver)
         mean, raw_std = self.to_posterior(h).chunk(2, dim=-1)
         return mean, nn.functional.softplus(raw_std) + MIN_POSTERIOR_STD

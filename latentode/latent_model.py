@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from .batch import IrregularBatch
-from .dynamics import DEFAULT_GRID_STEP, solve_at_times
+from .dynamics import DEFAULT_GRID_STEP, MAX_GRID_POINTS, solve_at_times
 from .encoders import DEFAULT_ENCODER_SOLVER, ODERNNEncoder
 from .likelihood import DEFAULT_NOISE_STD, GaussianLikelihood, gaussian_kl
 from .solve import SolverConfig
@@ -68,7 +68,8 @@ class LatentODEModel(nn.Module):
     latent_dim : int
     encoder : {"ode_rnn", "rnn"}
     dynamics : {"ode", "residual", "gru"}
-        ``"gru"`` with ``encoder="rnn"`` is the RNN-VAE baseline.
+        ``"gru"`` with ``encoder="rnn"`` is the RNN-VAE baseline (its GRU steps on the shared grid of
+        ``grid_step``, reading the signed step as input).
     hidden_dim : int
         Width of the latent vector field and decoder.
     encoder_dim : int
@@ -175,17 +176,39 @@ class LatentODEModel(nn.Module):
         return states.reshape(samples, batch, queries.shape[1], -1)
 
     def _gru_states(self, h0: Tensor, anchor: Tensor, queries: Tensor) -> Tensor:
-        """RNN-VAE decoder: a GRU stepping through each row's sorted query times with the gap as input."""
+        """RNN-VAE decoder: a GRU stepping on the shared grid ``anchor +- n * grid_step`` of each row.
+
+        Each step reads its signed length (``+grid_step`` moving forwards in time, ``-grid_step`` backwards) and
+        query times are read off the grid by linear interpolation, so, as for the ODE dynamics, a prediction
+        does not depend on which other times were asked for. ``h0`` (rows, latent_dim); ``anchor`` (rows,);
+        ``queries`` (rows, queries). Returns (rows, queries, state).
+        """
         h = torch.nn.functional.pad(h0, (0, self.state_dim - h0.shape[-1]))
-        sorted_q, order = torch.sort(queries, dim=1)
-        previous = anchor
-        outputs = []
-        for k in range(sorted_q.shape[1]):
-            h = self.gru((sorted_q[:, k] - previous)[:, None], h)
-            previous = sorted_q[:, k]
-            outputs.append(h)
-        stacked = torch.stack(outputs, dim=1)
-        return torch.empty_like(stacked).scatter_(1, order[:, :, None].expand_as(stacked), stacked)
+        rows = h.shape[0]
+        rel = queries - anchor[:, None]
+        dist = rel.abs()
+        span = float(dist.max()) if dist.numel() else 0.0
+        n_cells = max(1, math.ceil(span / self.grid_step - 1e-9))
+        if n_cells + 1 > MAX_GRID_POINTS:
+            raise ValueError(
+                f"A query time lies {span:.3g} scaled time units from its series' anchor, which needs "
+                f"{n_cells + 1} GRU steps (more than {MAX_GRID_POINTS}). Query closer to the data, or raise grid_step."
+            )
+        step = h.new_full((rows, 1), self.grid_step)
+        backwards = bool((rel < 0).any())
+        if backwards:
+            h, step = torch.cat([h, h]), torch.cat([step, -step])
+        states = [h]
+        for _ in range(n_cells):
+            states.append(self.gru(step, states[-1]))
+        path = torch.stack(states)  # (grid, rows', state)
+        row = torch.arange(rows, device=h.device)[:, None].expand_as(rel)
+        if backwards:
+            row = torch.where(rel < 0, row + rows, row)
+        cell = torch.clamp((dist / self.grid_step).floor().long(), max=n_cells - 1)
+        u = ((dist - cell.to(dist.dtype) * self.grid_step) / self.grid_step)[..., None]
+        left, right = path[cell, row], path[cell + 1, row]
+        return left + u * (right - left)
 
     def decode(self, states: Tensor) -> Tensor:
         """Observation means (..., features) from latent states (..., state)."""

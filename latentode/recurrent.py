@@ -88,6 +88,9 @@ class RecurrentForecaster(nn.Module):
     def filter(self, context: IrregularBatch) -> tuple[Tensor, Tensor, Tensor]:
         """States after each context time point, with the initial state first.
 
+        The state changes only at time points where something was observed; between observations the ODE-RNN
+        crosses the whole gap from the previous observation in one solve.
+
         Returns ``hidden`` (batch, time + 1, hidden_dim), and for GRU-D the last observed values and the
         per-feature time since they were observed, each (batch, time + 1, features) (zeros otherwise).
         """
@@ -103,10 +106,10 @@ class RecurrentForecaster(nn.Module):
         for j in range(width):
             x, m = values[:, j], maskf[:, j]
             if self.cell == "ode":
-                if j > 0:
-                    delta = times[:, j] - times[:, j - 1]
-                    if bool((delta != 0).any()):
-                        h = evolve(self.field, h, times[:, j - 1], delta, self.solver)
+                # Cross the gap from the last observation (time points with nothing observed do not count).
+                delta = torch.where(update[:, j], times[:, j] - last_update, torch.zeros_like(last_update))
+                if bool((delta != 0).any()):
+                    h = evolve(self.field, h, last_update, delta, self.solver)
                 new_h = self.gru(torch.cat([x * m, m], -1), h)
             elif self.cell == "gru_dt":
                 new_h = self.gru(torch.cat([x * m, m, (times[:, j] - last_update)[:, None]], -1), h)
@@ -132,9 +135,12 @@ class RecurrentForecaster(nn.Module):
         # Number of context time points strictly before each query, clamped to the valid ones.
         before = torch.searchsorted(times, queries.contiguous(), right=False)
         before = torch.minimum(before, context.lengths[:, None])
-        base_time = torch.where(
-            before > 0, times.gather(1, (before - 1).clamp(min=0)), times[:, :1].expand_as(queries)
-        )
+        # Time of the last observation among the first k time points (the first time point when none), k = 0..T:
+        # the time at which hidden[:, k] holds.
+        update = context.mask.any(-1) & context.time_mask
+        seen = torch.where(update, times, torch.full_like(times, -torch.inf)).cummax(dim=1).values
+        state_time = torch.cat([times[:, :1], torch.maximum(seen, times[:, :1])], dim=1)
+        base_time = state_time.gather(1, before)
         n, m = queries.shape
         rows = torch.arange(n, device=queries.device)[:, None].expand(n, m)
         h = hidden[rows, before]  # (batch, queries, hidden)
