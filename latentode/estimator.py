@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils._set_output import _get_output_config
 
 from .batch import IrregularBatch
 from .data import FrameSpec, SeriesSet, TimeCodec, read_frame, read_queries, to_frame
@@ -20,26 +21,48 @@ from .likelihood import DEFAULT_NOISE_STD
 from .preprocessing import FeatureScaler, TimeScaler
 from .recurrent import RecurrentForecaster
 from .solve import SolverConfig
-from .training import Checkpoint, EarlyStopping, ProgressBar, TrainConfig, Trainer, make_context_target
+from .training import (
+    Checkpoint,
+    EarlyStopping,
+    ProgressBar,
+    TrainConfig,
+    Trainer,
+    make_context_target,
+    read_checkpoint,
+)
 
-__all__ = ["LatentODE", "ODERNN", "SCORE_SEED", "MIN_SERIES_FOR_VALIDATION"]
+__all__ = ["MIN_SERIES_FOR_VALIDATION", "ODERNN", "SCORE_CONTEXT_FRACTION", "SCORE_SEED", "LatentODE"]
 
 SCORE_SEED = 12345
 """Seed of the hidden-point draw in ``score``, so that scores of different models compare."""
+
+SCORE_CONTEXT_FRACTION = 0.5
+"""Fraction of each series' time points ``score`` shows the model under the interpolation objective."""
 
 MIN_SERIES_FOR_VALIDATION = 10
 """With fewer training series than this, no validation split is made (early stopping watches the training loss)."""
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
+_SENTINEL_OFFSET = 1e-3
+"""A query this many grid steps before each series' anchor keeps adaptive solves two-sided (see ``_decoded``)."""
+
+_RESUMABLE_PARAMS = frozenset(
+    {"verbose", "max_epochs", "max_time", "early_stopping_patience", "checkpoint_path", "resume", "device"}
+)
+"""Parameters that may differ between the fit that wrote a checkpoint and the fit that resumes from it."""
+
 
 def _resolve_device(device: str | torch.device) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        resolved = torch.device(device)
     except (RuntimeError, TypeError) as error:
         raise ValueError(f"Invalid device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'.") from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but CUDA is not available here; use 'auto' or 'cpu'.")
+    return resolved
 
 
 class _SeriesEstimator(BaseEstimator):
@@ -93,49 +116,73 @@ class _SeriesEstimator(BaseEstimator):
     def _seed(self) -> int:
         if self.random_state is None:
             return int(np.random.SeedSequence().generate_state(1)[0])
-        if isinstance(self.random_state, (int, np.integer)):
+        if isinstance(self.random_state, (int, np.integer)) and not isinstance(self.random_state, bool):
             return int(self.random_state)
-        raise TypeError(f"random_state must be an int or None, got {type(self.random_state).__name__}.")
+        if isinstance(self.random_state, np.random.RandomState):
+            return int(self.random_state.randint(np.iinfo(np.int32).max))
+        if isinstance(self.random_state, np.random.Generator):
+            return int(self.random_state.integers(np.iinfo(np.int32).max))
+        raise TypeError(
+            "random_state must be an int, None, a numpy RandomState or a numpy Generator, got "
+            f"{type(self.random_state).__name__}."
+        )
 
-    def _make_module(self, n_features: int, seed: int) -> torch.nn.Module:
+    def _check_params(self) -> None:
+        """Validate the parameters the training loop and the modules do not check themselves."""
+        if not 0 <= self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction!r}.")
+        if int(self.verbose) < 0:
+            raise ValueError(f"verbose must be >= 0, got {self.verbose!r}.")
+        if self.resume and self.checkpoint_path is None:
+            raise ValueError("resume=True needs checkpoint_path: the checkpoint to resume from.")
+
+    def _make_module(self, n_features: int, seed: int, device: torch.device) -> torch.nn.Module:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             module = self._build_module(n_features)
-        return module.to(device=self.device_, dtype=self._dtype())
+        return module.to(device=device, dtype=self._dtype())
 
     # -- fit -------------------------------------------------------------------------------------------
-    def fit(self, X: pd.DataFrame, y=None, **fit_params) -> _SeriesEstimator:
+    def fit(self, X: pd.DataFrame, y=None) -> _SeriesEstimator:
         """Fit on a wide or long DataFrame of series. ``y`` is ignored (accepted for pipelines).
+
+        Fitting starts afresh (a refit forgets the previous one), unless ``resume=True`` and a checkpoint
+        of the same settings and data exists at ``checkpoint_path``: then training continues from it. A
+        ``KeyboardInterrupt`` during training stops it with a warning and keeps the best weights so far.
 
         Returns
         -------
         self
         """
+        self._check_params()
         config = self._train_config()
         dtype = self._dtype()
-        self.device_ = _resolve_device(self.device)
+        device = _resolve_device(self.device)
         series = read_frame(X, self._spec())
-        self.time_codec_ = series.codec
-        self.feature_names_in_ = np.array(series.feature_names, dtype=object)
-        self.n_features_in_ = len(series.feature_names)
-        self.time_scaler_ = TimeScaler().fit(series.times, series.offsets)
-        self.feature_scaler_ = FeatureScaler().fit(series.values)
-        scaled = self._scaled(series)
-        seed = self._seed()
+        time_scaler = TimeScaler().fit(series.times, series.offsets)
+        feature_scaler = FeatureScaler().fit(series.values)
+        scaled = dataclasses.replace(
+            series, times=time_scaler.transform(series.times), values=feature_scaler.transform(series.values)
+        )
+        checkpoint = None
+        if self.resume and Path(self.checkpoint_path).exists():
+            checkpoint = read_checkpoint(self.checkpoint_path, device)
+        # On resume the checkpoint's seed rules, so that random_state=None still continues the same split.
+        seed = checkpoint["seed"] if checkpoint is not None else self._seed()
         rng = np.random.default_rng(seed)
         order = rng.permutation(scaled.n_series)
-        n_valid = int(round(self.validation_fraction * scaled.n_series))
+        n_valid = round(self.validation_fraction * scaled.n_series)
         if self.validation_fraction > 0 and scaled.n_series >= MIN_SERIES_FOR_VALIDATION and n_valid >= 1:
             valid, train = scaled.subset(np.sort(order[:n_valid])), scaled.subset(np.sort(order[n_valid:]))
         else:
             valid, train = None, scaled
-        self.module_ = self._make_module(self.n_features_in_, seed)
+        module = self._make_module(len(series.feature_names), seed, device)
         fingerprint = {
             "estimator": type(self).__name__,
-            "params": {k: repr(v) for k, v in sorted(self.get_params().items()) if k not in ("verbose", "max_epochs", "max_time", "resume")},
+            "params": {k: repr(v) for k, v in sorted(self.get_params().items()) if k not in _RESUMABLE_PARAMS},
             "features": list(series.feature_names),
             "n_series": int(series.n_series),
-            "n_rows": int(len(series.times)),
+            "n_rows": len(series.times),
         }
         callbacks = []
         if config.early_stopping_patience is not None:
@@ -143,26 +190,36 @@ class _SeriesEstimator(BaseEstimator):
         callbacks.append(ProgressBar(self.verbose))
         if self.checkpoint_path is not None:
             callbacks.append(Checkpoint(self.checkpoint_path))
-        trainer = Trainer(self.module_, config, train, valid, self.device_, dtype, seed, callbacks, fingerprint)
-        if self.resume and self.checkpoint_path is not None and Path(self.checkpoint_path).exists():
-            trainer.load_checkpoint(Path(self.checkpoint_path))
+        trainer = Trainer(module, config, train, valid, device, dtype, seed, callbacks, fingerprint)
+        if checkpoint is not None:
+            trainer.load_checkpoint(checkpoint)
         trainer.fit()
-        self.module_.eval()
+        module.eval()
+        # Fitted state is set only once training has succeeded, so that a failed fit leaves none behind.
+        self.device_ = device
+        self.time_codec_ = series.codec
+        self.feature_names_in_ = np.array(series.feature_names, dtype=object)
+        self.n_features_in_ = len(series.feature_names)
+        self.time_scaler_ = time_scaler
+        self.feature_scaler_ = feature_scaler
+        self.module_ = module
         self.history_ = trainer.history
         self.n_epochs_ = trainer.epoch
         self.best_epoch_ = trainer.best_epoch
         return self
 
     # -- prediction ------------------------------------------------------------------------------------
-    def _query_batches(self, X: pd.DataFrame, times):
-        """Yield (positions, context batch, scaled query tensor (batch, queries), query counts) chunks."""
+    def _query_batches(self, X: pd.DataFrame, times) -> tuple[SeriesSet, SeriesSet, list[np.ndarray], list[pd.Series]]:
+        """The context series as read and as scaled, and per series the encoded and the raw query times."""
         series = self._read(X)
         encoded, raw = read_queries(times, series, self._spec())
-        scaled = self._scaled(series)
-        dtype = self._dtype()
-        return series, scaled, encoded, raw, dtype
+        return series, self._scaled(series), encoded, raw
 
     def _iterate(self, scaled: SeriesSet, encoded: list[np.ndarray]):
+        """Yield (positions, context batch, scaled query tensor (batch, queries), query counts) per batch.
+
+        Rows with fewer queries than the widest are padded by repeating their last query (ignored later).
+        """
         dtype = self._dtype()
         for start in range(0, scaled.n_series, self.batch_size):
             positions = np.arange(start, min(start + self.batch_size, scaled.n_series))
@@ -197,7 +254,7 @@ class _SeriesEstimator(BaseEstimator):
             Columns id, time, then one per feature, in original units; rows grouped by series in sorted id
             order, each series' queries in the order given.
         """
-        series, scaled, encoded, raw, _ = self._query_batches(X, times)
+        series, scaled, encoded, raw = self._query_batches(X, times)
         values = [None] * series.n_series
         with torch.no_grad():
             for positions, context, queries, counts in self._iterate(scaled, encoded):
@@ -210,20 +267,22 @@ class _SeriesEstimator(BaseEstimator):
         """Negative mean squared error (standardised units, features weighted equally); higher is better.
 
         The protocol follows ``objective``: with ``"interpolation"`` a seeded random half of each series' time
-        points is hidden and reconstructed from the rest; with ``"extrapolation"`` the later part of each
-        series is predicted from its first ``context_fraction``. Series with one time point are scored on
-        reconstructing it. ``y`` is ignored.
+        points (:data:`SCORE_CONTEXT_FRACTION`) is kept as context and only the hidden rest is scored; with
+        ``"extrapolation"`` the later part of each series is predicted from its first ``context_fraction``.
+        Series with one time point are scored on reconstructing it. The draw is seeded
+        (:data:`SCORE_SEED`), so models scored on the same ``X`` are compared on the same points. ``y`` is
+        ignored.
         """
         series = self._read(X)
         scaled = self._scaled(series)
         generator = torch.Generator(device=self.device_).manual_seed(SCORE_SEED)
-        fraction = self.context_fraction if self.objective == "extrapolation" else min(self.context_fraction, 0.5)
+        fraction = self.context_fraction if self.objective == "extrapolation" else SCORE_CONTEXT_FRACTION
         total, count = 0.0, 0
         with torch.no_grad():
             for start in range(0, scaled.n_series, self.batch_size):
                 positions = np.arange(start, min(start + self.batch_size, scaled.n_series))
                 batch = scaled.to_batch(positions, dtype=self._dtype(), device=self.device_)
-                context, target = make_context_target(batch, self.objective, fraction, generator)
+                context, target = make_context_target(batch, self.objective, fraction, generator, hidden_only=True)
                 means = self._means(context, target.times)
                 squared = torch.where(target.mask, (means - target.values) ** 2, torch.zeros((), dtype=means.dtype))
                 total += float(squared.sum())
@@ -261,7 +320,7 @@ class _SeriesEstimator(BaseEstimator):
         self.history_ = state["history"]
         self.n_epochs_ = state["n_epochs"]
         self.best_epoch_ = state["best_epoch"]
-        self.module_ = self._make_module(self.n_features_in_, 0)
+        self.module_ = self._make_module(self.n_features_in_, 0, self.device_)
         self.module_.load_state_dict(module_state)
         self.module_.eval()
 
@@ -457,21 +516,35 @@ class LatentODE(TransformerMixin, _SeriesEstimator):
             noise_std=self.noise_std, poisson=self.poisson,
         )
 
+    def _decoded(self, context: IrregularBatch, queries: torch.Tensor, **kwargs) -> torch.Tensor:
+        """``module_.predict_means`` (samples, batch, queries, features), with query-independent solver steps.
+
+        The latent solve integrates backwards from z0 only when some query precedes a series' first
+        observation, and an adaptive solver picks its steps from the error of all rows together; so without
+        care a prediction would move (by up to the solver tolerance) with the other times asked for. With an
+        adaptive solver one query just before each anchor is therefore always added, and dropped again.
+        """
+        if self.dynamics != "ode" or self.module_.solver.is_fixed_step:
+            return self.module_.predict_means(context, queries, **kwargs)
+        sentinel = context.first_times - _SENTINEL_OFFSET * self.grid_step
+        extended = torch.cat([queries, sentinel[:, None]], dim=1)
+        return self.module_.predict_means(context, extended, **kwargs)[..., :-1, :]
+
     def _means(self, context: IrregularBatch, queries: torch.Tensor) -> torch.Tensor:
-        return self.module_.predict_means(context, queries, use_mean=True)[0]
+        return self._decoded(context, queries, use_mean=True)[0]
 
     def _draws(self, X, times, n_samples: int, random_state, include_noise: bool):
         """Per-series arrays (samples, queries, features) of posterior predictive draws, original units."""
         if int(n_samples) < 1:
             raise ValueError(f"n_samples must be >= 1, got {n_samples}.")
-        series, scaled, encoded, raw, _ = self._query_batches(X, times)
+        series, scaled, encoded, raw = self._query_batches(X, times)
         seed = random_state if random_state is not None else int(np.random.SeedSequence().generate_state(1)[0])
         generator = torch.Generator(device=self.device_).manual_seed(int(seed))
         draws = [None] * series.n_series
         noise_std = self.module_.likelihood.std().detach()
         with torch.no_grad():
             for positions, context, queries, counts in self._iterate(scaled, encoded):
-                means = self.module_.predict_means(context, queries, n_samples=int(n_samples), generator=generator)
+                means = self._decoded(context, queries, n_samples=int(n_samples), generator=generator)
                 if include_noise:
                     means = means + noise_std * torch.randn(means.shape, generator=generator, device=means.device,
                                                             dtype=means.dtype)
@@ -514,8 +587,12 @@ class LatentODE(TransformerMixin, _SeriesEstimator):
         order = [self.id_col, self.time_col] + [f"{n}_{side}" for n in names for side in ("lower", "upper")]
         return frame[order]
 
-    def transform(self, X: pd.DataFrame) -> np.ndarray:
-        """Posterior mean of z0 per series: array (n_series, latent_dim), rows in sorted id order."""
+    def transform(self, X: pd.DataFrame) -> np.ndarray | pd.DataFrame:
+        """Posterior mean of z0 per series: array (n_series, latent_dim), rows in sorted id order.
+
+        With ``set_output(transform="pandas")`` it is a DataFrame indexed by the series ids instead (one row
+        per series, so the index of ``X``, one entry per observation row, cannot be kept).
+        """
         series = self._read(X)
         scaled = self._scaled(series)
         out = []
@@ -524,7 +601,10 @@ class LatentODE(TransformerMixin, _SeriesEstimator):
                 positions = np.arange(start, min(start + self.batch_size, scaled.n_series))
                 mean, _ = self.module_.encode(scaled.to_batch(positions, dtype=self._dtype(), device=self.device_))
                 out.append(mean.cpu().numpy().astype(np.float64))
-        return np.concatenate(out, axis=0)
+        Z = np.concatenate(out, axis=0)
+        if _get_output_config("transform", self)["dense"] == "pandas":
+            return pd.DataFrame(Z, index=series.ids, columns=self.get_feature_names_out())
+        return Z
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         self._check_fitted()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["plot_series", "DENSE_GRID_POINTS", "GRID_MARGIN"]
+__all__ = ["DENSE_GRID_POINTS", "GRID_MARGIN", "plot_series"]
 
 DENSE_GRID_POINTS = 200
 """Number of time points of the dense prediction grid."""
@@ -73,7 +73,7 @@ def plot_series(model, X: pd.DataFrame, series_id, *, coverage: float | None = 0
         j = model.feature_names_in_.tolist().index(name)
         if band is not None:
             ax.fill_between(band[spec.time_col], band[f"{name}_lower"], band[f"{name}_upper"], alpha=0.25,
-                            label=f"{int(coverage * 100)}% interval")
+                            label=f"{coverage:.0%} interval")
         ax.plot(mean[spec.time_col], mean[name], lw=1.8, label="posterior mean")
         if truth is not None:
             t_rows = truth[truth[spec.id_col] == series_id]

@@ -20,6 +20,7 @@ import io
 import json
 import os
 import zipfile
+import zlib
 from dataclasses import asdict
 
 import numpy as np
@@ -27,7 +28,7 @@ import torch
 
 from .exceptions import ModelFileError
 
-__all__ = ["save_estimator", "load_estimator", "FILE_FORMAT"]
+__all__ = ["FILE_FORMAT", "load_estimator", "save_estimator"]
 
 FILE_FORMAT = 1
 """Version of the model file layout; files with another version are refused with a clear message."""
@@ -38,7 +39,7 @@ _REQUIRED = ("format", "library_version", "estimator", "params", "feature_names"
 
 
 def _estimators() -> dict:
-    from .estimator import LatentODE, ODERNN
+    from .estimator import ODERNN, LatentODE
 
     return {"LatentODE": LatentODE, "ODERNN": ODERNN}
 
@@ -48,6 +49,8 @@ def _jsonable(value):
         return int(value)
     if isinstance(value, (np.floating,)):
         return float(value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
     return value
 
 
@@ -100,7 +103,16 @@ def load_estimator(path: str | os.PathLike, *, device: str = "auto"):
             weights = archive.read(_WEIGHTS)
     except ModelFileError:
         raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as error:
+    except (zipfile.BadZipFile, zlib.error) as error:
+        if "CRC" in str(error) or isinstance(error, zlib.error):
+            raise ModelFileError(
+                f"{name!r} is corrupted or was tampered with: a member fails its integrity check "
+                f"({type(error).__name__}: {error}). Save the model again."
+            ) from error
+        raise ModelFileError(
+            f"{name!r} is truncated or not a latentode model file ({type(error).__name__}: {error}). Save the model again."
+        ) from error
+    except (zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError) as error:
         raise ModelFileError(
             f"{name!r} is truncated or not a latentode model file ({type(error).__name__}: {error}). Save the model again."
         ) from error
@@ -124,7 +136,7 @@ def load_estimator(path: str | os.PathLike, *, device: str = "auto"):
         raise ModelFileError(f"{name!r} holds an unknown estimator {config['estimator']!r}.")
     try:
         state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - anything torch refuses is a bad file
+    except Exception as error:
         raise ModelFileError(f"{name!r}: the weights cannot be read safely ({type(error).__name__}: {error}).") from error
     try:
         estimator = estimators[config["estimator"]](**config["params"])

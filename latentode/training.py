@@ -18,15 +18,16 @@ from .batch import IrregularBatch
 from .data import SeriesSet
 
 __all__ = [
-    "TrainConfig",
+    "MAX_GRAD_NORM",
+    "OBJECTIVES",
     "Callback",
+    "Checkpoint",
     "EarlyStopping",
     "ProgressBar",
-    "Checkpoint",
+    "TrainConfig",
     "Trainer",
     "make_context_target",
-    "OBJECTIVES",
-    "MAX_GRAD_NORM",
+    "read_checkpoint",
 ]
 
 OBJECTIVES = ("interpolation", "extrapolation")
@@ -73,11 +74,15 @@ def make_context_target(
     objective: str,
     context_fraction: float,
     generator: torch.Generator | None = None,
+    *,
+    hidden_only: bool = False,
 ) -> tuple[IrregularBatch, IrregularBatch]:
     """Split a batch into what the encoder reads and what the loss scores, per the objective.
 
     * ``interpolation``: a random ``context_fraction`` of each series' time points (at least one) is
-      context; the target is every point (observed and hidden), as in the paper.
+      context; the target is every point (observed and hidden), as in the paper, or with ``hidden_only``
+      only the hidden points, as scoring needs (a series of two or more points then hides at least one;
+      a single-point series is its own target).
     * ``extrapolation``: the first ``ceil(context_fraction * length)`` points are context and the rest the
       target; a single-point series is its own target.
     """
@@ -90,7 +95,16 @@ def make_context_target(
         keep = keys < context_fraction
         best = keys.argmax(1, keepdim=True)
         keep = keep.scatter(1, best, torch.ones_like(best, dtype=torch.bool)) & valid
-        return batch.select_points(keep), batch
+        if not hidden_only:
+            return batch.select_points(keep), batch
+        # Every series of two or more points hides at least one (the one with the smallest key).
+        nothing_hidden = ~(valid & ~keep).any(1, keepdim=True) & (batch.lengths[:, None] > 1)
+        smallest = torch.where(valid, keys, torch.full_like(keys, 2.0)).argmin(1, keepdim=True)
+        drop = torch.zeros_like(keep).scatter(1, smallest, nothing_hidden)
+        keep = keep & ~drop
+        hidden = valid & ~keep
+        single = batch.lengths[:, None] == 1
+        return batch.select_points(keep), batch.select_points(hidden | (single & valid))
     step = torch.arange(batch.times.shape[1], device=batch.times.device)[None, :]
     n_context = torch.ceil(context_fraction * batch.lengths.to(batch.times.dtype) - 1e-6).long().clamp(min=1)
     n_context = torch.minimum(n_context, (batch.lengths - 1).clamp(min=1))
@@ -100,7 +114,12 @@ def make_context_target(
 
 
 class Callback:
-    """Hooks called by :class:`Trainer` (skorch-style). ``on_epoch_end`` may set ``trainer.stop = True``."""
+    """Hooks called by :class:`Trainer` (skorch-style). ``on_epoch_end`` may set ``trainer.stop = True``.
+
+    ``on_train_begin``, ``on_batch_end`` and ``on_epoch_end`` run in the order the callbacks are listed;
+    ``on_train_end`` runs in the reverse order (teardown unwinds setup), so that, e.g., a checkpoint listed
+    after :class:`EarlyStopping` is written before early stopping restores the best weights.
+    """
 
     def on_train_begin(self, trainer: Trainer) -> None: ...
 
@@ -156,17 +175,60 @@ class ProgressBar(Callback):
 
 
 class Checkpoint(Callback):
-    """Write everything needed to resume after every ``every`` epochs (atomically: write then rename)."""
+    """Write everything needed to resume (atomically: write then rename).
+
+    A checkpoint is written when training begins (so that one exists even if the first epoch is
+    interrupted), after every ``every`` epochs, and when training ends if the last completed epoch was not
+    written yet. It always holds the state at the end of a completed epoch, with the latest weights (not
+    the best ones): an epoch that was interrupted half-way is not saved, and resuming repeats it.
+    """
 
     def __init__(self, path: str | os.PathLike, every: int = 1) -> None:
-        self.path, self.every = Path(path), every
+        if int(every) < 1:
+            raise ValueError(f"every must be >= 1, got {every}.")
+        self.path, self.every = Path(path), int(every)
+        self.saved_epoch: int | None = None
+
+    def _save(self, trainer: Trainer) -> None:
+        trainer.save_checkpoint(self.path)
+        self.saved_epoch = trainer.epoch
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        self._save(trainer)
 
     def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
         if record["epoch"] % self.every == 0:
-            trainer.save_checkpoint(self.path)
+            self._save(trainer)
 
     def on_train_end(self, trainer: Trainer) -> None:
-        trainer.save_checkpoint(self.path)
+        if not trainer.in_epoch and self.saved_epoch != trainer.epoch:
+            self._save(trainer)
+
+
+_CHECKPOINT_KEYS = ("format", "fingerprint", "module", "optimizer", "scheduler", "epoch", "step", "history",
+                    "best_loss", "best_epoch", "best_state", "generator", "rng", "seed")
+
+
+def read_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu") -> dict:
+    """Read a checkpoint written by :class:`Trainer` (tensors only: ``weights_only=True``), onto ``device``.
+
+    Raises ``ValueError`` when the file is unreadable, incomplete or of another checkpoint format.
+    """
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:
+        raise ValueError(
+            f"Cannot resume from checkpoint {str(path)!r}: it is unreadable ({type(error).__name__}: {error}). "
+            "Delete it to start afresh."
+        ) from error
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"Checkpoint {str(path)!r} is not a checkpoint of format {CHECKPOINT_FORMAT}; delete it to start afresh."
+        )
+    missing = [k for k in _CHECKPOINT_KEYS if k not in state]
+    if missing:
+        raise ValueError(f"Checkpoint {str(path)!r} lacks {missing}; delete it to start afresh.")
+    return state
 
 
 @dataclass
@@ -197,6 +259,7 @@ class Trainer:
         self.epoch, self.step, self.history = 0, 0, []
         self.best_loss, self.best_epoch, self.best_state = None, 0, None
         self.stop = False
+        self.in_epoch = False  # True while an epoch runs: its state is then half-updated
 
     # -- checkpoints ---------------------------------------------------------------------------------
     def save_checkpoint(self, path: Path) -> None:
@@ -214,23 +277,23 @@ class Trainer:
             "best_state": self.best_state,
             "generator": self.generator.get_state(),
             "rng": self.rng.bit_generator.state,
+            "seed": self.seed,
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         torch.save(state, tmp)
         os.replace(tmp, path)
 
-    def load_checkpoint(self, path: Path) -> None:
-        try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as error:  # noqa: BLE001 - any unreadable file gets the same advice
+    def load_checkpoint(self, checkpoint: Path | dict) -> None:
+        """Continue from a checkpoint: a path, or the dict :func:`read_checkpoint` returned.
+
+        Raises ``ValueError`` when it was written for other data or settings (another fingerprint or seed).
+        """
+        state = read_checkpoint(checkpoint, self.device) if not isinstance(checkpoint, dict) else checkpoint
+        if state["fingerprint"] != self.fingerprint or state["seed"] != self.seed:
+            where = f" {str(checkpoint)!r}" if not isinstance(checkpoint, dict) else ""
             raise ValueError(
-                f"Cannot resume from checkpoint {str(path)!r}: it is unreadable ({type(error).__name__}: {error}). "
-                "Delete it to start afresh."
-            ) from error
-        if state.get("format") != CHECKPOINT_FORMAT or state.get("fingerprint") != self.fingerprint:
-            raise ValueError(
-                f"Checkpoint {str(path)!r} was written for different data or settings; delete it or point "
+                f"Checkpoint{where} was written for different data or settings; delete it or point "
                 "checkpoint_path elsewhere to start afresh."
             )
         self.module.load_state_dict(state["module"])
@@ -238,7 +301,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.step, self.history = state["epoch"], state["step"], list(state["history"])
         self.best_loss, self.best_epoch, self.best_state = state["best_loss"], state["best_epoch"], state["best_state"]
-        self.generator.set_state(state["generator"])
+        self.generator.set_state(state["generator"].cpu())  # generator states are CPU byte tensors
         self.rng.bit_generator.state = state["rng"]
 
     # -- loop ------------------------------------------------------------------------------------------
@@ -285,21 +348,22 @@ class Trainer:
                     self.stop = True
         except KeyboardInterrupt:
             warnings.warn(
-                f"Training interrupted after {self.epoch} epochs; keeping the best weights so far. Fit again with "
-                "resume=True and the same checkpoint_path to continue.",
+                f"Training interrupted after {self.epoch} completed epochs; keeping the best weights so far. "
+                "Fit again with resume=True and the same checkpoint_path to continue.",
                 RuntimeWarning,
                 stacklevel=3,
             )
         finally:
-            for callback in self.callbacks:
+            for callback in reversed(self.callbacks):
                 callback.on_train_end(self)
         return self.history
 
     def _run_epoch(self, n: int, steps_per_epoch: int) -> dict:
         config = self.config
         began = time.perf_counter()
+        self.in_epoch = True
         order = self.rng.permutation(n)
-        sums = {"loss": 0.0, "mse": 0.0, "kl": 0.0, "nfe": 0.0}
+        sums = {"loss": 0.0, "mse": 0.0, "kl": 0.0, "nfe": 0.0, "kl_weight": 0.0}
         for start in range(0, n, config.batch_size):
             batch = self._batch(self.train, order[start : start + config.batch_size])
             context, target = make_context_target(batch, config.objective, config.context_fraction, self.generator)
@@ -309,30 +373,35 @@ class Trainer:
                                      iwae=config.iwae, generator=self.generator)
             if not torch.isfinite(terms.loss):
                 raise FloatingPointError(
-                    f"The training loss became {float(terms.loss)} at epoch {self.epoch + 1}. Lower learning_rate, "
+                    f"The training loss became {float(terms.loss.detach())} at epoch {self.epoch + 1}. Lower learning_rate, "
                     "use a fixed-step solver, or check the data for extreme values."
                 )
             self.optimizer.zero_grad(set_to_none=True)
+            nfe = self.module.nfe  # forward evaluations only, read before the backward pass adds adjoint ones
             terms.loss.backward()
             nn.utils.clip_grad_norm_(self.module.parameters(), MAX_GRAD_NORM)
             self.optimizer.step()
             self.step += 1
-            sums["loss"] += float(terms.loss.detach())
+            loss = float(terms.loss.detach())
+            sums["loss"] += loss
             sums["mse"] += float(terms.mse)
             sums["kl"] += float(terms.kl)
-            sums["nfe"] += self.module.nfe
+            sums["nfe"] += nfe
+            sums["kl_weight"] += kl_weight
             for callback in self.callbacks:
-                callback.on_batch_end(self, float(terms.loss))
+                callback.on_batch_end(self, loss)
+        lr = self.optimizer.param_groups[0]["lr"]
         self.scheduler.step()
         self.epoch += 1
+        self.in_epoch = False
         record = {
             "epoch": self.epoch,
             "train_loss": sums["loss"] / steps_per_epoch,
             "train_mse": sums["mse"] / steps_per_epoch,
             "kl": sums["kl"] / steps_per_epoch,
-            "kl_weight": self._kl_weight(steps_per_epoch),
+            "kl_weight": sums["kl_weight"] / steps_per_epoch,
             "nfe": sums["nfe"] / steps_per_epoch,
-            "lr": self.optimizer.param_groups[0]["lr"],
+            "lr": lr,
         }
         if self.valid is not None:
             record["valid_loss"], record["valid_mse"] = self.evaluate(self.valid)
