@@ -126,25 +126,28 @@ def solve_at_times(
             f"{n_cells + 1} grid points (more than {MAX_GRID_POINTS}). Query closer to the data, or raise grid_step."
         )
     backwards = bool((rel < 0).any())
-    direction = torch.ones(rows, dtype=z0.dtype, device=z0.device)
-    y0, anchors = z0, anchor
-    if backwards:
-        y0 = torch.cat([z0, z0], dim=0)
-        anchors = torch.cat([anchor, anchor])
-        direction = torch.cat([direction, -direction])
-    field = RelativeTimeField(func, anchors, direction)
+    ones = torch.ones(rows, dtype=z0.dtype, device=z0.device)
+    # Forwards and backwards are separate solves, so that an adaptive solver's steps for later times never
+    # depend on whether earlier times were asked for too.
+    directions = [ones, -ones] if backwards else [ones]
     grid = torch.arange(n_cells + 1, dtype=z0.dtype, device=z0.device) * grid_step
-    if residual:
-        states = [y0]
-        for n in range(n_cells):
-            states.append(states[-1] + field(grid[n], states[-1]))
-        path = torch.stack(states)  # (grid, rows', dim)
-    else:
-        # Fixed-step methods step exactly on the grid (torchdiffeq uses the output times as its grid).
-        on_grid = config if not config.is_fixed_step else SolverConfig(
-            method=config.method, step_size=None, adjoint=config.adjoint, max_steps=config.max_steps
-        )
-        path = odesolve(field, y0, grid, on_grid)  # (grid, rows', dim)
+    # Fixed-step methods step exactly on the grid (torchdiffeq uses the output times as its grid).
+    on_grid = config if not config.is_fixed_step else SolverConfig(
+        method=config.method, step_size=None, adjoint=config.adjoint, max_steps=config.max_steps
+    )
+    paths = []
+    for direction in directions:
+        field = RelativeTimeField(func, anchor, direction)
+        if residual:
+            states = [z0]
+            for n in range(n_cells):
+                states.append(states[-1] + field(grid[n], states[-1]))
+            paths.append(torch.stack(states))
+        else:
+            paths.append(odesolve(field, z0, grid, on_grid))
+    path = torch.cat(paths, dim=1)  # (grid, rows * len(directions), dim)
+    anchors = anchor.repeat(len(directions))
+    direction = torch.cat(directions)
 
     row = torch.arange(rows, device=z0.device)[:, None].expand_as(rel)
     if backwards:

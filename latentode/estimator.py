@@ -12,6 +12,7 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils._set_output import _get_output_config
 
+from . import distributed
 from .batch import IrregularBatch
 from .data import FrameSpec, SeriesSet, TimeCodec, read_frame, read_queries, to_frame
 from .dynamics import DEFAULT_GRID_STEP
@@ -22,6 +23,7 @@ from .preprocessing import FeatureScaler, TimeScaler
 from .recurrent import RecurrentForecaster
 from .solve import SolverConfig
 from .training import (
+    Callback,
     Checkpoint,
     EarlyStopping,
     ProgressBar,
@@ -44,11 +46,8 @@ MIN_SERIES_FOR_VALIDATION = 10
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
-_SENTINEL_OFFSET = 1e-3
-"""A query this many grid steps before each series' anchor keeps adaptive solves two-sided (see ``_decoded``)."""
-
 _RESUMABLE_PARAMS = frozenset(
-    {"verbose", "max_epochs", "max_time", "early_stopping_patience", "checkpoint_path", "resume", "device"}
+    {"verbose", "max_epochs", "max_time", "early_stopping_patience", "checkpoint_path", "resume", "device", "callbacks"}
 )
 """Parameters that may differ between the fit that wrote a checkpoint and the fit that resumes from it."""
 
@@ -100,6 +99,13 @@ class _SeriesEstimator(BaseEstimator):
             X, self._spec(), feature_names=list(self.feature_names_in_), codec=self.time_codec_,
             require_all_features=False,
         )
+
+    def _user_callbacks(self) -> list:
+        callbacks = list(self.callbacks or [])
+        bad = [type(c).__name__ for c in callbacks if not isinstance(c, Callback)]
+        if bad:
+            raise TypeError(f"callbacks must be latentode.training.Callback instances; got {bad}.")
+        return callbacks
 
     def _train_config(self) -> TrainConfig:
         return TrainConfig(
@@ -158,6 +164,9 @@ class _SeriesEstimator(BaseEstimator):
         config = self._train_config()
         dtype = self._dtype()
         device = _resolve_device(self.device)
+        # Under torchrun, join the process group (gloo on CPU, nccl on GPU) and train data-parallel.
+        distributed.setup(device)
+        device = distributed.local_device(device)
         series = read_frame(X, self._spec())
         time_scaler = TimeScaler().fit(series.times, series.offsets)
         feature_scaler = FeatureScaler().fit(series.values)
@@ -187,15 +196,17 @@ class _SeriesEstimator(BaseEstimator):
         callbacks = []
         if config.early_stopping_patience is not None:
             callbacks.append(EarlyStopping(config.early_stopping_patience))
-        callbacks.append(ProgressBar(self.verbose))
-        if self.checkpoint_path is not None:
-            callbacks.append(Checkpoint(self.checkpoint_path))
+        callbacks.extend(self._user_callbacks())
+        if distributed.is_main_process():  # one progress bar and one checkpoint writer
+            callbacks.append(ProgressBar(self.verbose))
+            if self.checkpoint_path is not None:
+                callbacks.append(Checkpoint(self.checkpoint_path))
         trainer = Trainer(module, config, train, valid, device, dtype, seed, callbacks, fingerprint)
         if checkpoint is not None:
             trainer.load_checkpoint(checkpoint)
-        trainer.fit()
-        module.eval()
-        # Fitted state is set only once training has succeeded, so that a failed fit leaves none behind.
+        previous = {k: v for k, v in vars(self).items() if k.endswith("_") and not k.startswith("_")}
+        # Fitted state is in place during training, so that callbacks can predict with the model; if
+        # training fails, the previous state (or none) is restored, so a failed fit leaves nothing behind.
         self.device_ = device
         self.time_codec_ = series.codec
         self.feature_names_in_ = np.array(series.feature_names, dtype=object)
@@ -203,6 +214,16 @@ class _SeriesEstimator(BaseEstimator):
         self.time_scaler_ = time_scaler
         self.feature_scaler_ = feature_scaler
         self.module_ = module
+        self.history_ = trainer.history
+        try:
+            trainer.fit()
+        except BaseException:
+            for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+                delattr(self, key)
+            vars(self).update(previous)
+            raise
+        finally:
+            module.eval()
         self.history_ = trainer.history
         self.n_epochs_ = trainer.epoch
         self.best_epoch_ = trainer.best_epoch
@@ -291,11 +312,16 @@ class _SeriesEstimator(BaseEstimator):
 
     # -- persistence -----------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
-        """Save to a single file that loading cannot execute code from (see :mod:`latentode.serialization`)."""
+        """Save to a single file that loading cannot execute code from (see :mod:`latentode.serialization`).
+
+        Under torchrun only rank 0 writes (every rank holds the same parameters); the others wait for it.
+        """
         from .serialization import save_estimator
 
         self._check_fitted()
-        save_estimator(self, path)
+        if distributed.is_main_process():
+            save_estimator(self, path)
+        distributed.barrier()
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, device: str = "auto"):
@@ -394,6 +420,9 @@ class LatentODE(TransformerMixin, _SeriesEstimator):
         Seeds initialisation, batching and sampling; training on CPU is deterministic for a given value.
     verbose : int, default=1
         0 silences the progress bar.
+    callbacks : list of latentode.training.Callback, optional
+        Extra training hooks (``on_train_begin``, ``on_batch_end``, ``on_epoch_end``, ``on_train_end``); an
+        ``on_epoch_end`` may set ``trainer.stop = True``. The model can predict from inside them.
 
     Attributes
     ----------
@@ -461,6 +490,7 @@ class LatentODE(TransformerMixin, _SeriesEstimator):
         dtype: str = "float32",
         random_state: int | None = None,
         verbose: int = 1,
+        callbacks: list | None = None,
     ) -> None:
         self.latent_dim = latent_dim
         self.hidden_dim = hidden_dim
@@ -504,6 +534,7 @@ class LatentODE(TransformerMixin, _SeriesEstimator):
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
+        self.callbacks = callbacks
 
     def _build_module(self, n_features: int) -> LatentODEModel:
         return LatentODEModel(
@@ -516,22 +547,8 @@ class LatentODE(TransformerMixin, _SeriesEstimator):
             noise_std=self.noise_std, poisson=self.poisson,
         )
 
-    def _decoded(self, context: IrregularBatch, queries: torch.Tensor, **kwargs) -> torch.Tensor:
-        """``module_.predict_means`` (samples, batch, queries, features), with query-independent solver steps.
-
-        The latent solve integrates backwards from z0 only when some query precedes a series' first
-        observation, and an adaptive solver picks its steps from the error of all rows together; so without
-        care a prediction would move (by up to the solver tolerance) with the other times asked for. With an
-        adaptive solver one query just before each anchor is therefore always added, and dropped again.
-        """
-        if self.dynamics != "ode" or self.module_.solver.is_fixed_step:
-            return self.module_.predict_means(context, queries, **kwargs)
-        sentinel = context.first_times - _SENTINEL_OFFSET * self.grid_step
-        extended = torch.cat([queries, sentinel[:, None]], dim=1)
-        return self.module_.predict_means(context, extended, **kwargs)[..., :-1, :]
-
     def _means(self, context: IrregularBatch, queries: torch.Tensor) -> torch.Tensor:
-        return self._decoded(context, queries, use_mean=True)[0]
+        return self.module_.predict_means(context, queries, use_mean=True)[0]
 
     def _draws(self, X, times, n_samples: int, random_state, include_noise: bool):
         """Per-series arrays (samples, queries, features) of posterior predictive draws, original units."""
@@ -544,7 +561,7 @@ class LatentODE(TransformerMixin, _SeriesEstimator):
         noise_std = self.module_.likelihood.std().detach()
         with torch.no_grad():
             for positions, context, queries, counts in self._iterate(scaled, encoded):
-                means = self._decoded(context, queries, n_samples=int(n_samples), generator=generator)
+                means = self.module_.predict_means(context, queries, n_samples=int(n_samples), generator=generator)
                 if include_noise:
                     means = means + noise_std * torch.randn(means.shape, generator=generator, device=means.device,
                                                             dtype=means.dtype)
@@ -653,6 +670,7 @@ class ODERNN(_SeriesEstimator):
         dtype: str = "float32",
         random_state: int | None = None,
         verbose: int = 1,
+        callbacks: list | None = None,
     ) -> None:
         self.hidden_dim = hidden_dim
         self.cell = cell
@@ -682,6 +700,7 @@ class ODERNN(_SeriesEstimator):
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
+        self.callbacks = callbacks
 
     def _build_module(self, n_features: int) -> RecurrentForecaster:
         return RecurrentForecaster(

@@ -229,6 +229,10 @@ class LatentODEModel(nn.Module):
         return self.decode(self.latent_states(z0, context.first_times, queries))
 
     # -- objective --------------------------------------------------------------------------------------
+    def forward(self, context: IrregularBatch, target: IrregularBatch, **kwargs) -> LossTerms:
+        """The training objective, :meth:`loss` (so that DistributedDataParallel can wrap the module)."""
+        return self.loss(context, target, **kwargs)
+
     def loss(
         self, context: IrregularBatch, target: IrregularBatch, *, n_samples: int = 3, kl_weight: float = 1.0,
         iwae: bool = False, generator: torch.Generator | None = None,

@@ -156,6 +156,10 @@ class RecurrentForecaster(nn.Module):
             moved = self._hidden_decay(gap) * flat
         return self.decoder(moved).reshape(n, m, -1)
 
+    def forward(self, context: IrregularBatch, target: IrregularBatch, **kwargs) -> LossTerms:
+        """The training objective, :meth:`loss` (so that DistributedDataParallel can wrap the module)."""
+        return self.loss(context, target, **kwargs)
+
     def loss(self, context: IrregularBatch, target: IrregularBatch, **_: object) -> LossTerms:
         """Mean squared error over the observed target values."""
         predicted = self.predict(context, target.times)

@@ -61,7 +61,8 @@ def save_estimator(estimator, path: str | os.PathLike) -> None:
     buffer = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in estimator.module_.state_dict().items()}, buffer)
     weights = buffer.getvalue()
-    params = {k: _jsonable(v) for k, v in estimator.get_params().items()}
+    # Training callbacks are code, not state: they are not saved (a loaded model has callbacks=None).
+    params = {k: _jsonable(v) for k, v in estimator.get_params().items() if k != "callbacks"}
     try:
         json.dumps(params)
     except TypeError as error:

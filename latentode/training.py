@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .batch import IrregularBatch
+from . import distributed
 from .data import SeriesSet
 
 __all__ = [
@@ -35,6 +36,9 @@ OBJECTIVES = ("interpolation", "extrapolation")
 
 MAX_GRAD_NORM = 10.0
 """Gradients are clipped to this global norm, which keeps early ODE training from diverging."""
+
+DISTRIBUTED_SEED_STRIDE = 1_000_003
+"""Under torchrun, rank r seeds its sampling generator with seed + r * this + epoch."""
 
 CHECKPOINT_FORMAT = 1
 """Version of the checkpoint layout; bumped when it changes incompatibly."""
@@ -255,7 +259,15 @@ class Trainer:
         )
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=self.config.lr_decay)
         self.generator = torch.Generator(device=self.device).manual_seed(self.seed)
-        self.rng = np.random.default_rng(self.seed)
+        self.rng = np.random.default_rng(self.seed)  # identical on every rank: the same permutation to shard
+        self.network = self.module
+        if distributed.is_distributed():
+            # Gradients are averaged across processes by PyTorch's DistributedDataParallel; the module's
+            # forward is its loss. Unused parameters (e.g. an encoder ODE on single-point batches) are allowed.
+            self.network = nn.parallel.DistributedDataParallel(
+                self.module, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True,
+            )
         self.epoch, self.step, self.history = 0, 0, []
         self.best_loss, self.best_epoch, self.best_state = None, 0, None
         self.stop = False
@@ -318,9 +330,10 @@ class Trainer:
         total_loss = total_mse = 0.0
         total_n = 0
         self.module.eval()
+        mine = np.arange(data.n_series)[distributed.rank() :: distributed.world_size()]
         with torch.no_grad():
-            for start in range(0, data.n_series, self.config.batch_size):
-                positions = np.arange(start, min(start + self.config.batch_size, data.n_series))
+            for start in range(0, len(mine), self.config.batch_size):
+                positions = mine[start : start + self.config.batch_size]
                 context, target = make_context_target(
                     self._batch(data, positions), self.config.objective, self.config.context_fraction, generator
                 )
@@ -330,12 +343,13 @@ class Trainer:
                 total_mse += float(terms.mse) * terms.n_observed
                 total_n += terms.n_observed
         self.module.train()
+        total_loss, total_mse, total_n = distributed.all_reduce_sum([total_loss, total_mse, total_n], self.device)
         return total_loss / max(total_n, 1), total_mse / max(total_n, 1)
 
     def fit(self) -> list[dict]:
         config = self.config
         n = self.train.n_series
-        steps_per_epoch = math.ceil(n / config.batch_size)
+        steps_per_epoch = math.ceil(math.ceil(n / distributed.world_size()) / config.batch_size)
         started = time.perf_counter()
         for callback in self.callbacks:
             callback.on_train_begin(self)
@@ -346,6 +360,8 @@ class Trainer:
                     callback.on_epoch_end(self, record)
                 if config.max_time is not None and time.perf_counter() - started > config.max_time:
                     self.stop = True
+                # Every rank stops together when any of them wants to (early stopping, max_time).
+                self.stop = distributed.all_reduce_sum([float(self.stop)], self.device)[0] > 0
         except KeyboardInterrupt:
             warnings.warn(
                 f"Training interrupted after {self.epoch} completed epochs; keeping the best weights so far. "
@@ -362,15 +378,18 @@ class Trainer:
         config = self.config
         began = time.perf_counter()
         self.in_epoch = True
-        order = self.rng.permutation(n)
+        order = distributed.shard(self.rng.permutation(n))
+        if distributed.is_distributed():
+            # Each rank draws its own contexts and z0 samples, reproducibly per (seed, rank, epoch).
+            self.generator.manual_seed(self.seed + DISTRIBUTED_SEED_STRIDE * distributed.rank() + self.epoch)
         sums = {"loss": 0.0, "mse": 0.0, "kl": 0.0, "nfe": 0.0, "kl_weight": 0.0}
-        for start in range(0, n, config.batch_size):
+        for start in range(0, len(order), config.batch_size):
             batch = self._batch(self.train, order[start : start + config.batch_size])
             context, target = make_context_target(batch, config.objective, config.context_fraction, self.generator)
             kl_weight = self._kl_weight(steps_per_epoch)
             self.module.reset_nfe()
-            terms = self.module.loss(context, target, n_samples=config.n_samples, kl_weight=kl_weight,
-                                     iwae=config.iwae, generator=self.generator)
+            terms = self.network(context, target, n_samples=config.n_samples, kl_weight=kl_weight,
+                                 iwae=config.iwae, generator=self.generator)
             if not torch.isfinite(terms.loss):
                 raise FloatingPointError(
                     f"The training loss became {float(terms.loss.detach())} at epoch {self.epoch + 1}. Lower learning_rate, "
@@ -390,6 +409,8 @@ class Trainer:
             sums["kl_weight"] += kl_weight
             for callback in self.callbacks:
                 callback.on_batch_end(self, loss)
+        totals = distributed.all_reduce_sum(list(sums.values()), self.device)
+        sums = {key: total / distributed.world_size() for key, total in zip(sums, totals)}
         lr = self.optimizer.param_groups[0]["lr"]
         self.scheduler.step()
         self.epoch += 1

@@ -1,0 +1,167 @@
+"""Periodic toy set of the Latent ODE paper: test MSE against training time, ours vs the reference implementation.
+
+Protocol (as the reference's ``--dataset periodic -n 1000 -s 50 -l 10``): 1000 sine series on 100 shared
+timestamps in [0, 5], 80/20 split by series. Interpolation: the encoder sees a random 50 of each series' 100
+points, and the MSE is over all 100. Extrapolation: the encoder sees the first 50, the MSE is over the last 50.
+Training time excludes the test evaluations. Figures are seconds on this machine with ``torch.set_num_threads(1)``.
+
+    python benchmarks/periodic.py                 # one seed per objective, 150 s budget each (~6 min)
+    python benchmarks/periodic.py --full          # 3 seeds, 1320 s budget (the reference's whole run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from latentode import LatentODE, extrapolation_split, interpolation_split, train_test_split_series
+from latentode.datasets import make_periodic
+from latentode.training import Callback
+
+REFERENCE = {
+    "interpolation": {"seconds_per_iteration": 0.60, "target_mse": 0.0022, "seconds_to_target": 1313,
+                      "curve": {137: 0.445, 263: 0.209, 363: 0.075, 557: 0.029, 819: 0.0093, 1077: 0.0082, 1313: 0.0022}},
+    "extrapolation": {"seconds_per_iteration": 0.31, "target_mse": 0.0040, "seconds_to_target": 1320,
+                      "curve": {294: 0.106, 550: 0.0119, 838: 0.0072, 1320: 0.0040}},
+}
+"""The reference implementation measured on this machine (shared/REFERENCE.md)."""
+
+SPEEDUP_TARGET = 10
+"""Issue target: reach the reference's best MSE at least this many times sooner."""
+
+
+class TimedEvaluation(Callback):
+    """After every epoch: test MSE in original units; training time excludes the evaluation itself."""
+
+    def __init__(self, model, context, target, budget: float, eval_every: int = 1) -> None:
+        self.model, self.context, self.target, self.budget, self.eval_every = model, context, target, budget, eval_every
+        self.truth = target.sort_values(["id", "time"])["value"].to_numpy()
+        self.curve, self.batch_seconds, self.train_seconds = [], [], 0.0
+
+    def on_train_begin(self, trainer) -> None:
+        self.last = self.batch_start = time.perf_counter()
+
+    def on_batch_end(self, trainer, loss: float) -> None:
+        now = time.perf_counter()
+        self.batch_seconds.append(now - self.batch_start)
+        self.batch_start = now
+
+    def on_epoch_end(self, trainer, record: dict) -> None:
+        self.train_seconds += time.perf_counter() - self.last
+        if record["epoch"] % self.eval_every == 0 or self.train_seconds > self.budget:
+            trainer.module.eval()
+            predicted = self.model.predict(self.context, self.target[["id", "time"]])
+            trainer.module.train()
+            mse = float(np.mean((predicted.sort_values(["id", "time"])["value"].to_numpy() - self.truth) ** 2))
+            self.curve.append({"seconds": round(self.train_seconds, 1), "epoch": record["epoch"], "mse": mse})
+            print(f"  epoch {record['epoch']:4d}  {self.train_seconds:7.1f} s  test MSE {mse:.5f}", flush=True)
+        if self.train_seconds > self.budget:
+            trainer.stop = True
+        self.last = self.batch_start = time.perf_counter()
+
+
+def run(objective: str, seed: int, budget: float, n_series: int, options: dict) -> dict:
+    df = make_periodic(n_series=n_series, random_state=seed)
+    train, test = train_test_split_series(df, test_size=0.2, random_state=seed)
+    if objective == "interpolation":
+        context, _ = interpolation_split(test, hide_fraction=0.5, random_state=seed)
+        target = test
+    else:
+        context, target = extrapolation_split(test, context_fraction=0.5)
+    model = LatentODE(
+        latent_dim=10, hidden_dim=100, encoder_dim=20, noise_std=0.01, objective=objective, context_fraction=0.5,
+        max_epochs=100_000, early_stopping_patience=None, validation_fraction=0.0, random_state=seed, verbose=0,
+    )
+    model.set_params(**options)
+    evaluation = TimedEvaluation(model, context, target, budget)
+    model.set_params(callbacks=[evaluation])
+    model.fit(train)
+    target_mse = REFERENCE[objective]["target_mse"]
+    reached = next((p["seconds"] for p in evaluation.curve if p["mse"] <= target_mse), None)
+    return {
+        "objective": objective,
+        "seed": seed,
+        "seconds_per_iteration": statistics.median(evaluation.batch_seconds),
+        "iterations": len(evaluation.batch_seconds),
+        "best_mse": min(p["mse"] for p in evaluation.curve),
+        "final_mse": evaluation.curve[-1]["mse"],
+        "seconds_to_reference_best": reached,
+        "curve": evaluation.curve,
+    }
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--objective", choices=["interpolation", "extrapolation", "both"], default="both")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None)
+    parser.add_argument("--budget", type=float, default=None, help="training seconds per run")
+    parser.add_argument("--n-series", type=int, default=1000)
+    parser.add_argument("--full", action="store_true", help="3 seeds, 1320 s each")
+    parser.add_argument("--out", default="benchmarks/results/periodic.json")
+    parser.add_argument("--set", nargs="*", default=[], metavar="PARAM=VALUE",
+                        help="override LatentODE parameters, e.g. --set solver=dopri5 batch_size=100")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    seeds = args.seeds or ([0, 1, 2] if args.full else [0])
+    budget = args.budget or (1320.0 if args.full else 150.0)
+    objectives = ["interpolation", "extrapolation"] if args.objective == "both" else [args.objective]
+    options = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    runs = []
+    for objective in objectives:
+        for seed in seeds:
+            print(f"{objective}, seed {seed}, budget {budget:.0f} s")
+            runs.append(run(objective, seed, budget, args.n_series, options))
+    summary = {}
+    print(f"\n{'objective':<14} {'s/iter ours':>11} {'s/iter ref':>10} {'best MSE (mean+-std)':>22} "
+          f"{'s to ref best: ours':>20} {'ref':>6} {'speed-up':>9}")
+    for objective in objectives:
+        mine = [r for r in runs if r["objective"] == objective]
+        best = [r["best_mse"] for r in mine]
+        reached = [r["seconds_to_reference_best"] for r in mine]
+        ref = REFERENCE[objective]
+        times = [t for t in reached if t is not None]
+        speedup = ref["seconds_to_target"] / statistics.mean(times) if len(times) == len(reached) else None
+        summary[objective] = {
+            "seconds_per_iteration": statistics.median(r["seconds_per_iteration"] for r in mine),
+            "best_mse_mean": statistics.mean(best),
+            "best_mse_std": statistics.pstdev(best),
+            "seconds_to_reference_best": reached,
+            "speedup_vs_reference": speedup,
+            "reference": ref,
+        }
+        reached_text = ",".join("not reached" if t is None else f"{t:.0f}" for t in reached)
+        print(f"{objective:<14} {summary[objective]['seconds_per_iteration']:>11.3f} {ref['seconds_per_iteration']:>10.2f} "
+              f"{statistics.mean(best):>12.5f} +- {statistics.pstdev(best):.5f} {reached_text:>20} "
+              f"{ref['seconds_to_target']:>6} {('%.1fx' % speedup) if speedup else '-':>9}")
+    result = {
+        "benchmark": "periodic",
+        "command": "python benchmarks/periodic.py" + (" --full" if args.full else ""),
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "torch_threads": 1,
+                    "torch": torch.__version__},
+        "budget_seconds": budget,
+        "overrides": options,
+        "n_series": args.n_series,
+        "summary": summary,
+        "runs": runs,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    print(f"\nwrote {args.out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Data-parallel training with PyTorch's own engine: process groups set up by torchrun, DDP, sharding.
+
+Launch any script or ``latentode fit`` under ``torchrun --nproc-per-node N`` (or multi-node with
+``--nnodes``/``--rdzv-endpoint``): :func:`setup` finds the ``WORLD_SIZE``/``RANK`` variables torchrun sets and
+initialises the default process group (gloo on CPU, nccl on GPU). Without them everything runs in one process.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+__all__ = ["setup", "is_distributed", "rank", "world_size", "is_main_process", "shard", "all_reduce_sum", "barrier"]
+
+
+def is_distributed() -> bool:
+    """True inside an initialised process group of more than one process."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def is_main_process() -> bool:
+    """Rank 0 (or a single process): the one that logs, shows progress and writes files."""
+    return rank() == 0
+
+
+def setup(device: torch.device) -> bool:
+    """Initialise the default process group from torchrun's environment, once. Returns whether distributed.
+
+    On CUDA, each process uses the GPU ``LOCAL_RANK``. Without ``WORLD_SIZE`` > 1 in the environment this does
+    nothing.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available():
+        return False
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend=backend)
+    return is_distributed()
+
+
+def local_device(device: torch.device) -> torch.device:
+    """The device of this process: ``cuda:LOCAL_RANK`` under torchrun on GPUs, else ``device``."""
+    if device.type == "cuda" and is_distributed():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
+
+
+def shard(order: np.ndarray) -> np.ndarray:
+    """This rank's share of a permutation that every rank drew identically.
+
+    Shares have equal length (the permutation wraps around to fill the last ones), so that every rank runs
+    the same number of steps, as DistributedDataParallel requires.
+    """
+    n, size = len(order), world_size()
+    if size == 1:
+        return order
+    per_rank = -(-n // size)
+    padded = np.resize(order, per_rank * size)
+    return padded[rank() :: size]
+
+
+def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
+    """Sum floats over all processes (identity in a single process)."""
+    if not is_distributed():
+        return list(values)
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor.tolist()
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()

@@ -1,0 +1,106 @@
+"""Data-parallel training under torchrun: 2 CPU processes (gloo on loopback) agree with each other and with 1."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from latentode import ODERNN
+
+N_SERIES, LENGTH = 16, 12
+"""Equal-length, fully observed series, so per-rank losses are normalised alike and DDP's mean equals 1 process."""
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, os, sys
+    import numpy as np, pandas as pd, torch
+    torch.set_num_threads(1)
+    sys.path.insert(0, os.environ["TEST_DIR"])
+    from test_distributed import make_frame, make_model
+    import torch.distributed as dist
+    out, batch_size, epochs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    model = make_model(batch_size, epochs).fit(make_frame())
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    params = {k: v.tolist() for k, v in model.module_.state_dict().items()}
+    with open(f"{out}/rank{rank}.json", "w") as f:
+        json.dump({"world": world, "params": params, "history": model.history_}, f)
+    model.save(f"{out}/model.zip")
+    """
+)
+
+
+def make_frame():
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(N_SERIES):
+        times = np.sort(rng.uniform(0, 5, LENGTH))
+        freq, phase = rng.uniform(0.5, 1.0), rng.uniform(0, 6)
+        rows += [{"id": i, "time": t, "x": np.sin(freq * t + phase), "y": np.cos(freq * t + phase)} for t in times]
+    return pd.DataFrame(rows)
+
+
+def make_model(batch_size: int, epochs: int) -> ODERNN:
+    # Deterministic model and objective (context_fraction=1: no random context draws), float64 for a tight match.
+    return ODERNN(hidden_dim=8, ode_hidden_dim=16, context_fraction=1.0, batch_size=batch_size, max_epochs=epochs,
+                  validation_fraction=0.0, early_stopping_patience=None, dtype="float64", device="cpu",
+                  random_state=0, verbose=0)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run(tmp_path, nproc: int, batch_size: int, epochs: int) -> list[dict]:
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT)
+    out = tmp_path / f"out{nproc}"
+    out.mkdir()
+    env = {**os.environ, "TEST_DIR": os.path.dirname(__file__), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", "--nnodes=1",
+               "--master-addr=127.0.0.1", f"--master-port={_free_port()}", str(script), str(out), str(batch_size),
+               str(epochs)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return [json.loads((out / f"rank{r}.json").read_text()) for r in range(nproc)], out
+
+
+@pytest.mark.slow
+def test_two_ranks_match_each_other_and_one_process_with_double_batch(tmp_path):
+    # One epoch = one optimisation step: 2 ranks x batch 8 against 1 process x batch 16.
+    two, out2 = _run(tmp_path, 2, batch_size=N_SERIES // 2, epochs=1)
+    one, _ = _run(tmp_path, 1, batch_size=N_SERIES, epochs=1)
+    assert two[0]["world"] == 2
+    for name, value in two[0]["params"].items():
+        np.testing.assert_array_equal(np.asarray(value), np.asarray(two[1]["params"][name]), err_msg=name)
+        np.testing.assert_allclose(np.asarray(value), np.asarray(one[0]["params"][name]), atol=1e-10, err_msg=name)
+    # Logged losses are averaged over ranks, and only rank 0 wrote the model file.
+    def losses(history):
+        return [{k: v for k, v in record.items() if k != "seconds"} for record in history]
+
+    assert losses(two[0]["history"]) == losses(two[1]["history"])
+    assert (out2 / "model.zip").exists()
+    loaded = ODERNN.load(out2 / "model.zip")
+    for name, value in loaded.module_.state_dict().items():
+        np.testing.assert_allclose(value.numpy(), np.asarray(two[0]["params"][name]))
+
+
+@pytest.mark.slow
+def test_two_ranks_train_several_epochs_and_finish_identical(tmp_path):
+    two, _ = _run(tmp_path, 2, batch_size=4, epochs=3)
+    assert len(two[0]["history"]) == 3
+    for name, value in two[0]["params"].items():
+        np.testing.assert_array_equal(np.asarray(value), np.asarray(two[1]["params"][name]), err_msg=name)
+    assert torch.isfinite(torch.tensor(two[0]["history"][-1]["train_loss"]))
