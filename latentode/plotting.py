@@ -85,5 +85,6 @@ def plot_series(model, X: pd.DataFrame, series_id, *, coverage: float | None = 0
     axes[0].set_title(f"{spec.id_col} = {series_id}")
     axes[0].legend(loc="best", fontsize=7)
     axes[-1].set_xlabel(spec.time_col)
-    fig.tight_layout()
+    if hasattr(fig, "tight_layout"):  # a SubFigure has no layout of its own; its parent lays it out
+        fig.tight_layout()
     return fig
