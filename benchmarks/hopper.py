@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-
 from _examples import load_example
-from latentode import LatentODE, ODERNN, train_test_split_series
+
+from latentode import ODERNN, LatentODE, train_test_split_series
 from latentode.datasets import make_hopper
 
 FRACTIONS = (0.1, 0.2, 0.3, 0.5)

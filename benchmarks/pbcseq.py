@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-
 from _examples import load_example
-from latentode import LatentODE, ODERNN, train_test_split_series
+
+from latentode import ODERNN, LatentODE, train_test_split_series
 from latentode.datasets import load_pbcseq
 
 COVERAGE = 0.9

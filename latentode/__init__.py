@@ -4,7 +4,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from .batch import IrregularBatch
 from .data import FrameSpec, SeriesSet, TimeCodec, read_frame, to_frame
-from .estimator import LatentODE, ODERNN
+from .estimator import ODERNN, LatentODE
 from .exceptions import LatentODEError, ModelFileError, NotFittedError, SolverError
 from .plotting import plot_series
 from .preprocessing import FeatureScaler, TimeScaler
@@ -16,23 +16,23 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
 __all__ = [
-    "LatentODE",
     "ODERNN",
-    "plot_series",
-    "IrregularBatch",
-    "FrameSpec",
-    "SeriesSet",
-    "TimeCodec",
-    "read_frame",
-    "to_frame",
     "FeatureScaler",
-    "TimeScaler",
-    "train_test_split_series",
-    "interpolation_split",
-    "extrapolation_split",
+    "FrameSpec",
+    "IrregularBatch",
+    "LatentODE",
     "LatentODEError",
     "ModelFileError",
     "NotFittedError",
+    "SeriesSet",
     "SolverError",
+    "TimeCodec",
+    "TimeScaler",
     "__version__",
+    "extrapolation_split",
+    "interpolation_split",
+    "plot_series",
+    "read_frame",
+    "to_frame",
+    "train_test_split_series",
 ]

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-__all__ = ["setup", "is_distributed", "rank", "world_size", "is_main_process", "shard", "all_reduce_sum", "barrier"]
+__all__ = ["all_reduce_sum", "barrier", "is_distributed", "is_main_process", "rank", "setup", "shard", "world_size"]
 
 
 def is_distributed() -> bool:

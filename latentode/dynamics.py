@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from .solve import SolverConfig, odesolve
 
-__all__ = ["GapField", "RelativeTimeField", "evolve", "solve_at_times", "DEFAULT_GRID_STEP", "MAX_GRID_POINTS"]
+__all__ = ["DEFAULT_GRID_STEP", "MAX_GRID_POINTS", "GapField", "RelativeTimeField", "evolve", "solve_at_times"]
 
 DEFAULT_GRID_STEP = 0.02
 """Spacing of the shared output grid, in scaled time units (the median series spans 1 unit): 50 per series."""

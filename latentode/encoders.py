@@ -12,7 +12,7 @@ from .dynamics import evolve
 from .solve import SolverConfig
 from .vector_fields import MLPVectorField
 
-__all__ = ["ODERNNEncoder", "MIN_POSTERIOR_STD", "DEFAULT_ENCODER_SOLVER"]
+__all__ = ["DEFAULT_ENCODER_SOLVER", "MIN_POSTERIOR_STD", "ODERNNEncoder"]
 
 MIN_POSTERIOR_STD = 1e-4
 """Floor on the posterior standard deviation of z0, for numerical safety of the KL and reparametrisation."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 
-__all__ = ["LatentODEError", "NotFittedError", "SolverError", "ModelFileError"]
+__all__ = ["LatentODEError", "ModelFileError", "NotFittedError", "SolverError"]
 
 
 class LatentODEError(Exception):

@@ -16,13 +16,16 @@ from .likelihood import DEFAULT_NOISE_STD, GaussianLikelihood, gaussian_kl
 from .solve import SolverConfig
 from .vector_fields import MLPVectorField, mlp
 
-__all__ = ["LatentODEModel", "LossTerms", "ENCODERS", "DYNAMICS", "MIN_INTENSITY"]
+__all__ = ["DYNAMICS", "ENCODERS", "MIN_INTENSITY", "LatentODEModel", "LossTerms"]
 
 ENCODERS = ("ode_rnn", "rnn")
 """Recognition networks: ODE-RNN (the paper's), or a GRU that reads time gaps as inputs."""
 
 DYNAMICS = ("ode", "residual", "gru")
 """Latent dynamics: a Neural ODE; discrete residual steps z_{n+1} = z_n + f(z_n); a GRU over time gaps (RNN-VAE)."""
+
+DEFAULT_LATENT_SOLVER = SolverConfig(method="dopri5", rtol=1e-3, atol=1e-4)
+"""The latent ODE's default solver: adaptive Dormand-Prince with the reference implementation's tolerances."""
 
 MIN_INTENSITY = 1e-6
 """Floor on the Poisson process intensity, so its log stays finite."""
@@ -103,7 +106,7 @@ class LatentODEModel(nn.Module):
         activation: str = "tanh",
         augment_dim: int = 0,
         time_dependent: bool = False,
-        solver: SolverConfig = SolverConfig(),
+        solver: SolverConfig = DEFAULT_LATENT_SOLVER,
         encoder_solver: SolverConfig = DEFAULT_ENCODER_SOLVER,
         grid_step: float = DEFAULT_GRID_STEP,
         noise_std: float | str = DEFAULT_NOISE_STD,

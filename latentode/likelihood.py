@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["GaussianLikelihood", "gaussian_kl", "MIN_NOISE_STD", "DEFAULT_NOISE_STD"]
+__all__ = ["DEFAULT_NOISE_STD", "MIN_NOISE_STD", "GaussianLikelihood", "gaussian_kl"]
 
 MIN_NOISE_STD = 1e-3
 """Floor on a learned observation noise standard deviation (in standardised feature units)."""

@@ -19,7 +19,7 @@ from .latent_model import LossTerms
 from .solve import SolverConfig
 from .vector_fields import MLPVectorField, mlp
 
-__all__ = ["RecurrentForecaster", "CELLS", "DEFAULT_GAP_SOLVER"]
+__all__ = ["CELLS", "DEFAULT_GAP_SOLVER", "RecurrentForecaster"]
 
 CELLS = ("ode", "gru_dt", "gru_d")
 """Recurrent cells: ODE-RNN, GRU with the time gap as input, GRU-D with decay (Che et al. 2018)."""

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 from torchdiffeq import odeint, odeint_adjoint
 from torchdiffeq._impl.odeint import SOLVERS as _TORCHDIFFEQ_SOLVERS
 
 from .exceptions import SolverError
 
-__all__ = ["SolverConfig", "odesolve", "FIXED_STEP_METHODS", "ADAPTIVE_METHODS"]
+__all__ = ["ADAPTIVE_METHODS", "FIXED_STEP_METHODS", "SolverConfig", "odesolve"]
 
 FIXED_STEP_METHODS = ("euler", "midpoint", "heun2", "heun3", "rk4", "explicit_adams", "implicit_adams")
 """torchdiffeq methods that step on a fixed grid (need ``step_size``)."""
@@ -81,7 +80,7 @@ _UNDERFLOW_ADVICE = (
 )
 
 
-def odesolve(func: nn.Module, y0: Tensor, t: Tensor, config: SolverConfig = SolverConfig()) -> Tensor:
+def odesolve(func: nn.Module, y0: Tensor, t: Tensor, config: SolverConfig | None = None) -> Tensor:
     """Integrate dy/dt = func(t, y) from ``y0`` at ``t[0]``; returns the states at ``t``, shape (len(t), *y0.shape).
 
     Raises
@@ -89,6 +88,7 @@ def odesolve(func: nn.Module, y0: Tensor, t: Tensor, config: SolverConfig = Solv
     SolverError
         On step size underflow or when ``config.max_steps`` is exceeded, with advice on what to change.
     """
+    config = SolverConfig() if config is None else config
     solver = odeint_adjoint if config.adjoint else odeint
     kwargs = {}
     if config.adjoint:

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .batch import IrregularBatch
 from . import distributed
+from .batch import IrregularBatch
 from .data import SeriesSet
 
 __all__ = [

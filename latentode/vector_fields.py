@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["MLPVectorField", "ACTIVATIONS", "make_activation", "mlp"]
+__all__ = ["ACTIVATIONS", "MLPVectorField", "make_activation", "mlp"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,

@@ -13,7 +13,7 @@ README = (ROOT / "README.md").read_text()
 
 def _block_after(heading: str) -> str:
     section = README.split(heading, 1)[1]
-    match = re.search(r"```python\n(.*?)```", section, re.S)
+    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
     assert match, f"no python block after {heading!r}"
     return match.group(1)
 
@@ -33,5 +33,5 @@ def test_quick_start_runs_as_written(tmp_path, monkeypatch):
 
 def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
-    command = re.search(r"^(python -m pytest[^\n]*)$", ci, re.M).group(1)
+    command = re.search(r"^(python -m pytest[^\n]*)$", ci, re.MULTILINE).group(1)
     assert command in README
