@@ -908,6 +908,10 @@ def _run_fit(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
     output.parent.mkdir(parents=True, exist_ok=True)
     estimator.save(output)
+    from . import distributed
+
+    if not distributed.is_main_process():  # under torchrun, rank 0 reports for all
+        return 0
     last = estimator.history_[-1] if estimator.history_ else {}
     print(
         f"Trained {type(estimator).__name__} on {frame[args.id_col].nunique()} series for "
