@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from _common import command_line
 
 
 def worker(out: str, n_series: int, epochs: int) -> None:
@@ -66,7 +67,7 @@ def main(argv=None) -> dict:
         print(f"{nproc} process(es): median epoch {per_epoch:.2f} s, {rows[nproc]['series_per_second']:.0f} series/s")
     speedup = rows[2]["series_per_second"] / rows[1]["series_per_second"]
     print(f"speed-up with 2 processes: {speedup:.2f}x")
-    result = {"benchmark": "distributed", "command": "python benchmarks/distributed.py",
+    result = {"benchmark": "distributed", "command": command_line(__file__, argv),
               "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
                           "torch_threads_per_process": 1},
               "n_series": args.n_series, "epochs": args.epochs, "processes": rows, "speedup_2_vs_1": speedup}

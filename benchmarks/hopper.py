@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from _common import command_line
 from _examples import load_example
 
 from latentode import ODERNN, LatentODE, train_test_split_series
@@ -92,7 +93,7 @@ def main(argv=None) -> dict:
         print(f"{'ours ' + key:<26}" + "".join(f"{r[key] * 100:>10.3f}" for r in rows))
         if key in PAPER:
             print(f"{'paper ' + key:<26}" + "".join(f"{v:>10.3f}" for v in PAPER[key]))
-    result = {"benchmark": "hopper", "command": "python benchmarks/hopper.py" + (" --full" if args.full else ""),
+    result = {"benchmark": "hopper", "command": command_line(__file__, argv),
               "machine": {"platform": platform.platform(), "torch_threads": 1, "torch": torch.__version__},
               "n_series": args.n_series, "budget_seconds_per_model": args.budget, "units": "MSE (not x1e-2)",
               "paper_x1e-2": PAPER, "rows": rows}

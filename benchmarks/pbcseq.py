@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from _common import command_line
 from _examples import load_example
 
 from latentode import ODERNN, LatentODE, train_test_split_series
@@ -122,7 +123,7 @@ def main(argv=None) -> dict:
             values = [r[protocol][method] for r in runs]
             summary[protocol][method] = {"mean": statistics.mean(values), "std": statistics.pstdev(values)}
             print(f"  {method:<22} {statistics.mean(values):.3f} +- {statistics.pstdev(values):.3f}")
-    result = {"benchmark": "pbcseq", "command": "python benchmarks/pbcseq.py",
+    result = {"benchmark": "pbcseq", "command": command_line(__file__, argv),
               "machine": {"platform": platform.platform(), "torch_threads": 1, "torch": torch.__version__},
               "seeds": args.seeds, "budget_seconds_per_model": args.budget, "summary": summary, "runs": runs}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import command_line, parse_overrides
 
 from latentode import LatentODE, extrapolation_split, interpolation_split, train_test_split_series
 from latentode.datasets import make_periodic
@@ -112,13 +113,7 @@ def main(argv=None) -> dict:
     seeds = args.seeds or ([0, 1, 2] if args.full else [0])
     budget = args.budget or (1320.0 if args.full else 150.0)
     objectives = ["interpolation", "extrapolation"] if args.objective == "both" else [args.objective]
-    options = {}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
+    options = parse_overrides(args.set)
     runs = []
     for objective in objectives:
         for seed in seeds:
@@ -145,10 +140,10 @@ def main(argv=None) -> dict:
         reached_text = ",".join("not reached" if t is None else f"{t:.0f}" for t in reached)
         print(f"{objective:<14} {summary[objective]['seconds_per_iteration']:>11.3f} {ref['seconds_per_iteration']:>10.2f} "
               f"{statistics.mean(best):>12.5f} +- {statistics.pstdev(best):.5f} {reached_text:>20} "
-              f"{ref['seconds_to_target']:>6} {('%.1fx' % speedup) if speedup else '-':>9}")
+              f"{ref['seconds_to_target']:>6} {f'{speedup:.1f}x' if speedup else '-':>9}")
     result = {
         "benchmark": "periodic",
-        "command": "python benchmarks/periodic.py" + (" --full" if args.full else ""),
+        "command": command_line(__file__, argv),
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "torch_threads": 1,
                     "torch": torch.__version__},
         "budget_seconds": budget,

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from _common import command_line
 
 from latentode import LatentODE
 
@@ -98,7 +99,7 @@ def main(argv=None) -> dict:
 
     result = {
         "benchmark": "speed",
-        "command": "python benchmarks/speed.py",
+        "command": command_line(__file__, argv),
         "machine": {"platform": platform.platform(), "torch_threads": 1, "torch": torch.__version__,
                     "cpu_count": __import__("os").cpu_count()},
         "data": {"n_series": args.n_series, "n_features": N_FEATURES, "rows": len(df), "union_timestamps": int(union)},
