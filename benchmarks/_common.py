@@ -1,10 +1,14 @@
-"""Shared by the benchmark scripts: the command line that produced a result, recorded in its JSON."""
+"""Shared by the benchmark scripts: what each result records of how and where it was measured."""
 
 from __future__ import annotations
 
 import json
+import os
+import platform
 import shlex
+import statistics
 import sys
+import time
 from pathlib import Path
 
 
@@ -26,3 +30,40 @@ def parse_overrides(items: list[str]) -> dict:
         except json.JSONDecodeError:
             options[key] = value
     return options
+
+
+CALIBRATION_REPEATS = 2000
+"""Repeats of the calibration kernel; about a second on a 2-core CI machine."""
+
+
+def calibration_microseconds() -> float:
+    """Median time of a fixed kernel like one vector-field call (150 x 100 matmul, tanh, backward), one thread.
+
+    Cloud machines of the same class differ in speed from day to day (2-3x seen here); dividing a figure by this
+    one makes figures from different runs comparable.
+    """
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(150, 100, generator=generator)
+    weight = torch.randn(100, 100, generator=generator, requires_grad=True)
+    times = []
+    for _ in range(CALIBRATION_REPEATS):
+        start = time.perf_counter()
+        torch.tanh(x @ weight).sum().backward()
+        times.append(time.perf_counter() - start)
+    return 1e6 * statistics.median(times)
+
+
+def machine(**extra) -> dict:
+    """Where a result was measured: platform, CPU model and count, torch version and threads, calibration."""
+    import torch
+
+    cpu = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                    if line.startswith("model name")), cpu)
+    return {"platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(), "calibration_microseconds": calibration_microseconds(),
+            **extra}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from _common import command_line
+from _common import command_line, machine
 
 
 def worker(out: str, n_series: int, epochs: int) -> None:
@@ -68,8 +67,7 @@ def main(argv=None) -> dict:
     speedup = rows[2]["series_per_second"] / rows[1]["series_per_second"]
     print(f"speed-up with 2 processes: {speedup:.2f}x")
     result = {"benchmark": "distributed", "command": command_line(__file__, argv),
-              "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
-                          "torch_threads_per_process": 1},
+              "machine": machine(torch_threads_per_process=1),
               "n_series": args.n_series, "epochs": args.epochs, "processes": rows, "speedup_2_vs_1": speedup}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))

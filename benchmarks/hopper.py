@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
 import pandas as pd
 import torch
-from _common import command_line
+from _common import command_line, machine
 from _examples import load_example
 
 from latentode import ODERNN, LatentODE, train_test_split_series
+from latentode.baselines import carry_forward, linear_interpolation
 from latentode.datasets import make_hopper
 
 FRACTIONS = (0.1, 0.2, 0.3, 0.5)
@@ -78,9 +78,9 @@ def main(argv=None) -> dict:
         extrap = LatentODE(objective="extrapolation", context_fraction=ex.EXTRAPOLATION_CONTEXT_STEPS / n_steps,
                            **settings).fit(train_obs)
         row["latent_ode_extrapolation"] = ex.mse(ex.model_means(extrap, early, future), future)
-        row["locf_interpolation"] = ex.mse(ex.carry_forward(seen, targets), targets)
-        row["linear_interpolation"] = ex.mse(ex.linear_interpolation(seen, targets), targets)
-        row["locf_extrapolation"] = ex.mse(ex.carry_forward(early, future), future)
+        row["locf_interpolation"] = ex.mse(ex.baseline_at(carry_forward, seen, targets), targets)
+        row["linear_interpolation"] = ex.mse(ex.baseline_at(linear_interpolation, seen, targets), targets)
+        row["locf_extrapolation"] = ex.mse(ex.baseline_at(carry_forward, early, future), future)
         row["epochs"] = {"interp": interp.n_epochs_, "ode_rnn": rnn.n_epochs_, "extrap": extrap.n_epochs_}
         row["seconds"] = time.perf_counter() - started
         rows.append(row)
@@ -94,7 +94,7 @@ def main(argv=None) -> dict:
         if key in PAPER:
             print(f"{'paper ' + key:<26}" + "".join(f"{v:>10.3f}" for v in PAPER[key]))
     result = {"benchmark": "hopper", "command": command_line(__file__, argv),
-              "machine": {"platform": platform.platform(), "torch_threads": 1, "torch": torch.__version__},
+              "machine": machine(),
               "n_series": args.n_series, "budget_seconds_per_model": args.budget, "units": "MSE (not x1e-2)",
               "paper_x1e-2": PAPER, "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

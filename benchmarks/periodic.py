@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from _common import command_line, parse_overrides
+from _common import command_line, machine, parse_overrides
 
 from latentode import LatentODE, extrapolation_split, interpolation_split, train_test_split_series
 from latentode.datasets import make_periodic
@@ -61,7 +60,8 @@ class TimedEvaluation(Callback):
             predicted = self.model.predict(self.context, self.target[["id", "time"]])
             trainer.module.train()
             mse = float(np.mean((predicted.sort_values(["id", "time"])["value"].to_numpy() - self.truth) ** 2))
-            self.curve.append({"seconds": round(self.train_seconds, 1), "epoch": record["epoch"], "mse": mse})
+            self.curve.append({"seconds": round(self.train_seconds, 1), "epoch": record["epoch"],
+                               "iterations": len(self.batch_seconds), "mse": mse})
             print(f"  epoch {record['epoch']:4d}  {self.train_seconds:7.1f} s  test MSE {mse:.5f}", flush=True)
         if self.train_seconds > self.budget:
             trainer.stop = True
@@ -85,7 +85,7 @@ def run(objective: str, seed: int, budget: float, n_series: int, options: dict) 
     model.set_params(callbacks=[evaluation])
     model.fit(train)
     target_mse = REFERENCE[objective]["target_mse"]
-    reached = next((p["seconds"] for p in evaluation.curve if p["mse"] <= target_mse), None)
+    reached = next((p for p in evaluation.curve if p["mse"] <= target_mse), None)
     return {
         "objective": objective,
         "seed": seed,
@@ -93,7 +93,8 @@ def run(objective: str, seed: int, budget: float, n_series: int, options: dict) 
         "iterations": len(evaluation.batch_seconds),
         "best_mse": min(p["mse"] for p in evaluation.curve),
         "final_mse": evaluation.curve[-1]["mse"],
-        "seconds_to_reference_best": reached,
+        "seconds_to_reference_best": reached and reached["seconds"],
+        "iterations_to_reference_best": reached and reached["iterations"],
         "curve": evaluation.curve,
     }
 
@@ -105,7 +106,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--budget", type=float, default=None, help="training seconds per run")
     parser.add_argument("--n-series", type=int, default=1000)
     parser.add_argument("--full", action="store_true", help="3 seeds, 1320 s each")
-    parser.add_argument("--out", default="benchmarks/results/periodic.json")
+    parser.add_argument("--out", default=None,
+                        help="JSON path (default benchmarks/results/periodic[_<objective>].json)")
     parser.add_argument("--set", nargs="*", default=[], metavar="PARAM=VALUE",
                         help="override LatentODE parameters, e.g. --set solver=dopri5 batch_size=100")
     args = parser.parse_args(argv)
@@ -114,6 +116,7 @@ def main(argv=None) -> dict:
     budget = args.budget or (1320.0 if args.full else 150.0)
     objectives = ["interpolation", "extrapolation"] if args.objective == "both" else [args.objective]
     options = parse_overrides(args.set)
+    out = args.out or "benchmarks/results/periodic%s.json" % ("" if args.objective == "both" else f"_{args.objective}")
     runs = []
     for objective in objectives:
         for seed in seeds:
@@ -121,12 +124,14 @@ def main(argv=None) -> dict:
             runs.append(run(objective, seed, budget, args.n_series, options))
     summary = {}
     print(f"\n{'objective':<14} {'s/iter ours':>11} {'s/iter ref':>10} {'best MSE (mean+-std)':>22} "
-          f"{'s to ref best: ours':>20} {'ref':>6} {'speed-up':>9}")
+          f"{'s to ref best: ours':>20} {'ref':>6} {'speed-up':>9} {'iterations to ref best: ours':>29} {'ref':>5}")
     for objective in objectives:
         mine = [r for r in runs if r["objective"] == objective]
         best = [r["best_mse"] for r in mine]
         reached = [r["seconds_to_reference_best"] for r in mine]
+        iterations = [r["iterations_to_reference_best"] for r in mine]
         ref = REFERENCE[objective]
+        ref_iterations = round(ref["seconds_to_target"] / ref["seconds_per_iteration"])
         times = [t for t in reached if t is not None]
         speedup = ref["seconds_to_target"] / statistics.mean(times) if len(times) == len(reached) else None
         summary[objective] = {
@@ -135,26 +140,27 @@ def main(argv=None) -> dict:
             "best_mse_std": statistics.pstdev(best),
             "seconds_to_reference_best": reached,
             "speedup_vs_reference": speedup,
-            "reference": ref,
+            "iterations_to_reference_best": iterations,
+            "reference": {**ref, "iterations_to_target": ref_iterations},
         }
         reached_text = ",".join("not reached" if t is None else f"{t:.0f}" for t in reached)
         print(f"{objective:<14} {summary[objective]['seconds_per_iteration']:>11.3f} {ref['seconds_per_iteration']:>10.2f} "
               f"{statistics.mean(best):>12.5f} +- {statistics.pstdev(best):.5f} {reached_text:>20} "
-              f"{ref['seconds_to_target']:>6} {f'{speedup:.1f}x' if speedup else '-':>9}")
+              f"{ref['seconds_to_target']:>6} {f'{speedup:.1f}x' if speedup else '-':>9} "
+              f"{','.join('not reached' if i is None else str(i) for i in iterations):>29} {ref_iterations:>5}")
     result = {
         "benchmark": "periodic",
         "command": command_line(__file__, argv),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "torch_threads": 1,
-                    "torch": torch.__version__},
+        "machine": machine(),
         "budget_seconds": budget,
         "overrides": options,
         "n_series": args.n_series,
         "summary": summary,
         "runs": runs,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
-    print(f"\nwrote {args.out}")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(result, indent=1))
+    print(f"\nwrote {out}")
     return result
 
 

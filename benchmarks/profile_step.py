@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
-import platform
 import pstats
 import time
 from pathlib import Path
 
 import torch
-from _common import command_line, parse_overrides
+from _common import command_line, machine, parse_overrides
 
 from latentode import LatentODE, train_test_split_series
 from latentode.datasets import make_periodic
@@ -46,12 +45,13 @@ def cumulative_seconds(stats: pstats.Stats, file_suffix: str, function: str) -> 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--n-series", type=int, default=1000)
     parser.add_argument("--set", nargs="*", default=[], metavar="PARAM=VALUE", help="override LatentODE parameters")
     parser.add_argument("--out", default="benchmarks/results/profile_step.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     options = parse_overrides(args.set)
-    train, _ = train_test_split_series(make_periodic(n_series=1000, random_state=0), test_size=0.2, random_state=0)
+    train, _ = train_test_split_series(make_periodic(n_series=args.n_series, random_state=0), test_size=0.2, random_state=0)
     model = LatentODE(**PERIODIC_SETTINGS, max_epochs=1, early_stopping_patience=None, validation_fraction=0.0,
                       random_state=0, verbose=0)
     model.set_params(**options)
@@ -71,7 +71,7 @@ def main(argv=None) -> dict:
     for stage, value in seconds.items():
         print(f"  {stage:<36} {value / steps:7.3f} s/step  {100 * value / total:5.1f}%")
     result = {"benchmark": "profile_step", "command": command_line(__file__, argv),
-              "machine": {"platform": platform.platform(), "torch_threads": 1, "torch": torch.__version__},
+              "machine": machine(),
               "settings": {**PERIODIC_SETTINGS, **options, "batch_size": model.batch_size},
               "steps": steps, "seconds_per_step": total / steps,
               "stages": {stage: {"seconds_per_step": value / steps, "fraction": value / total}

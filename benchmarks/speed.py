@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import statistics
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from _common import command_line
+from _common import command_line, machine
 
 from latentode import LatentODE
 
@@ -100,8 +99,7 @@ def main(argv=None) -> dict:
     result = {
         "benchmark": "speed",
         "command": command_line(__file__, argv),
-        "machine": {"platform": platform.platform(), "torch_threads": 1, "torch": torch.__version__,
-                    "cpu_count": __import__("os").cpu_count()},
+        "machine": machine(),
         "data": {"n_series": args.n_series, "n_features": N_FEATURES, "rows": len(df), "union_timestamps": int(union)},
         "train_step_seconds_median": statistics.median(steps),
         "train_steps": len(steps),

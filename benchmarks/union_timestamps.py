@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import torch
+from _common import command_line, machine
 
 from latentode.batch import IrregularBatch
 from latentode.latent_model import LatentODEModel
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
 
     report = {
-        "benchmark": "training-step time against the number of union timestamps",
+        "benchmark": "union_timestamps",
         "config": {
             "n_series": args.n_series,
             "n_features": N_FEATURES,
@@ -184,11 +185,8 @@ def main(argv: list[str] | None = None) -> dict:
         "results": results,
         "slowest_over_fastest": ratio,
         "reference": {"step_s": REFERENCE_STEP_SECONDS, "source": REFERENCE_SOURCE},
-        "machine": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "platform": platform.platform(),
-        },
+        "machine": machine(python=platform.python_version()),
+        "command": command_line(__file__, argv),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

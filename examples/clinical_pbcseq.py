@@ -41,6 +41,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from latentode import ODERNN, LatentODE, train_test_split_series
+from latentode.baselines import carry_forward, linear_interpolation
 
 LABS = ["log_bili", "log_chol", "albumin", "log_alk_phos", "log_ast", "platelet", "protime"]
 """The labs forecast and scored (names as ``load_pbcseq(log_labs=True)`` gives them)."""
@@ -100,22 +101,17 @@ def split_last_visit(test: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return test[~last].reset_index(drop=True), test[last].reset_index(drop=True)
 
 
-def naive_forecasts(context: pd.DataFrame, target: pd.DataFrame, fallback: pd.Series) -> dict[str, np.ndarray]:
-    """LOCF and linear extrapolation of every lab at each target row: {"locf": (rows, labs), "linear": ...}."""
-    locf = np.tile(fallback[LABS].to_numpy(), (len(target), 1))
-    linear = locf.copy()
-    for row, (series_id, when) in enumerate(zip(target["id"], target["time"])):
-        history = context[context["id"] == series_id]
-        for j, lab in enumerate(LABS):
-            seen = history[history[lab].notna()]
-            if seen.empty:
-                continue
-            times, values = seen["time"].to_numpy(), seen[lab].to_numpy()
-            locf[row, j] = linear[row, j] = values[-1]
-            if len(seen) >= 2:
-                slope = (values[-1] - values[-2]) / (times[-1] - times[-2])
-                linear[row, j] = values[-1] + slope * (when - times[-1])
-    return {"locf": locf, "linear": linear}
+def naive_forecasts(context: pd.DataFrame, target: pd.DataFrame, fallback: pd.Series, *,
+                    ends: str = "linear") -> dict[str, np.ndarray]:
+    """LOCF and linear forecasts of every lab at each target row: {"locf": (rows, labs), "linear": ...}.
+
+    From :mod:`latentode.baselines`; ``linear`` continues past a lab's last observation as ``ends`` says. A lab
+    never observed in a patient's context gets ``fallback`` (the training mean).
+    """
+    asked = target[["id", "time"]]
+    frames = {"locf": carry_forward(context, asked, features=LABS),
+              "linear": linear_interpolation(context, asked, ends=ends, features=LABS)}
+    return {name: at_targets(frame, target)[LABS].fillna(fallback[LABS]).to_numpy() for name, frame in frames.items()}
 
 
 def standardised_mse(predicted: np.ndarray, target: pd.DataFrame, scale: pd.Series) -> float:

@@ -46,6 +46,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from latentode import LatentODE, train_test_split_series
+from latentode.baselines import carry_forward, linear_interpolation
 from latentode.datasets import HOPPER_FEATURES, make_hopper
 
 FEATURES = list(HOPPER_FEATURES)
@@ -93,31 +94,19 @@ def reference_scaling(train: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     return low, high.where(high != 0, 1.0)
 
 
-def carry_forward(context: pd.DataFrame, targets: pd.DataFrame) -> np.ndarray:
-    """Each target row's latest context value at or before its time (the first one before it): (rows, 14)."""
-    out = np.empty((len(targets), len(FEATURES)))
-    for series_id, rows in targets.groupby("id", sort=False).indices.items():
-        seen = context[context["id"] == series_id]
-        position = np.searchsorted(seen["time"].to_numpy(), targets["time"].to_numpy()[rows], side="right") - 1
-        out[rows] = seen[FEATURES].to_numpy()[np.clip(position, 0, None)]
-    return out
-
-
-def linear_interpolation(context: pd.DataFrame, targets: pd.DataFrame) -> np.ndarray:
-    """Each target row linearly interpolated between the context points around it (held flat at the ends)."""
-    out = np.empty((len(targets), len(FEATURES)))
-    for series_id, rows in targets.groupby("id", sort=False).indices.items():
-        seen = context[context["id"] == series_id]
-        when = targets["time"].to_numpy()[rows]
-        for j, name in enumerate(FEATURES):
-            out[rows, j] = np.interp(when, seen["time"].to_numpy(), seen[name].to_numpy())
-    return out
+def at_rows(predicted: pd.DataFrame, targets: pd.DataFrame) -> np.ndarray:
+    """A prediction frame (id, time, features) read at the (id, time) rows of ``targets``, in their order."""
+    return targets[["id", "time"]].merge(predicted, on=["id", "time"], how="left")[FEATURES].to_numpy()
 
 
 def model_means(model: LatentODE, context: pd.DataFrame, targets: pd.DataFrame) -> np.ndarray:
     """The model's posterior mean at the target rows, in their order: (rows, 14)."""
-    predicted = model.predict(context, targets[["id", "time"]])
-    return targets[["id", "time"]].merge(predicted, on=["id", "time"], how="left")[FEATURES].to_numpy()
+    return at_rows(model.predict(context, targets[["id", "time"]]), targets)
+
+
+def baseline_at(baseline, context: pd.DataFrame, targets: pd.DataFrame) -> np.ndarray:
+    """A :mod:`latentode.baselines` function's values at the target rows, in their order: (rows, 14)."""
+    return at_rows(baseline(context, targets[["id", "time"]]), targets)
 
 
 def mse(predicted: np.ndarray, targets: pd.DataFrame) -> float:
@@ -203,10 +192,10 @@ def main(small: bool = False, out_dir: str | Path = "examples/figures", seed: in
 
     metrics = {
         "interp_mse": mse(model_means(models["interpolation"], contexts["interpolation"], targets), targets),
-        "interp_mse_locf": mse(carry_forward(contexts["interpolation"], targets), targets),
-        "interp_mse_linear": mse(linear_interpolation(contexts["interpolation"], targets), targets),
+        "interp_mse_locf": mse(baseline_at(carry_forward, contexts["interpolation"], targets), targets),
+        "interp_mse_linear": mse(baseline_at(linear_interpolation, contexts["interpolation"], targets), targets),
         "extrap_mse": mse(model_means(models["extrapolation"], contexts["extrapolation"], future), future),
-        "extrap_mse_locf": mse(carry_forward(contexts["extrapolation"], future), future),
+        "extrap_mse_locf": mse(baseline_at(carry_forward, contexts["extrapolation"], future), future),
         "interp_epochs": float(models["interpolation"].n_epochs_),
         "extrap_epochs": float(models["extrapolation"].n_epochs_),
         "fit_seconds": fit_seconds,

@@ -36,6 +36,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from latentode import LatentODE, interpolation_split, train_test_split_series
+from latentode.baselines import carry_forward
 from latentode.datasets import make_spirals
 
 FEATURES = ["x", "y"]
@@ -83,14 +84,9 @@ FULL = Sizes(n_series=400, latent_dim=6, hidden_dim=32, encoder_dim=32, max_epoc
 SMALL = Sizes(n_series=40, latent_dim=4, hidden_dim=16, encoder_dim=16, max_epochs=2, max_time=4.0, dpi=70)
 
 
-def carry_forward(context: pd.DataFrame, queries: pd.DataFrame) -> np.ndarray:
-    """Last observation carried forward (the first one carried backward) at the query rows: (rows, features)."""
-    out = np.empty((len(queries), len(FEATURES)))
-    for series_id, rows in queries.groupby("id", sort=False).indices.items():
-        seen = context[context["id"] == series_id]
-        position = np.searchsorted(seen["time"].to_numpy(), queries["time"].to_numpy()[rows], side="right") - 1
-        out[rows] = seen[FEATURES].to_numpy()[np.clip(position, 0, None)]
-    return out
+def at_rows(predicted: pd.DataFrame, targets: pd.DataFrame) -> np.ndarray:
+    """A prediction frame (id, time, features) read at the (id, time) rows of ``targets``, in their order."""
+    return targets[["id", "time"]].merge(predicted, on=["id", "time"], how="left")[FEATURES].to_numpy()
 
 
 def mse(predicted: np.ndarray, targets: pd.DataFrame) -> float:
@@ -159,7 +155,8 @@ def main(small: bool = False, out_dir: str | Path = "examples/figures", seed: in
     train, test = train_test_split_series(observed, test_size=TEST_SIZE, random_state=seed)
     context, hidden = interpolation_split(test, hide_fraction=HIDE_FRACTION, random_state=seed)
 
-    metrics: dict[str, float] = {"interp_mse_locf": mse(carry_forward(context, hidden), hidden)}
+    locf = carry_forward(context, hidden[["id", "time"]])
+    metrics: dict[str, float] = {"interp_mse_locf": mse(at_rows(locf, hidden), hidden)}
     models = {}
     for name, dynamics in DYNAMICS.items():
         model = LatentODE(
@@ -174,8 +171,7 @@ def main(small: bool = False, out_dir: str | Path = "examples/figures", seed: in
         model.module_.reset_nfe()
         predicted = model.predict(context, hidden[["id", "time"]])
         metrics[f"nfe_predict_{dynamics}"] = float(model.module_.nfe)
-        predicted = hidden[["id", "time"]].merge(predicted, on=["id", "time"], how="left")[FEATURES].to_numpy()
-        metrics[f"interp_mse_{dynamics}"] = mse(predicted, hidden)
+        metrics[f"interp_mse_{dynamics}"] = mse(at_rows(predicted, hidden), hidden)
         metrics[f"nfe_train_{dynamics}"] = float(np.mean([record["nfe"] for record in model.history_]))
         metrics[f"n_params_{dynamics}"] = float(sum(p.numel() for p in model.module_.parameters()))
         metrics[f"epochs_{dynamics}"] = float(model.n_epochs_)

@@ -37,6 +37,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from latentode import LatentODE, extrapolation_split, interpolation_split, train_test_split_series
+from latentode.baselines import carry_forward
 from latentode.datasets import make_spirals
 
 FEATURES = ["x", "y"]
@@ -90,30 +91,9 @@ KL_WARMUP_EPOCHS = 3
 """The KL term of the ELBO reaches full weight after this many epochs."""
 
 
-def carry_forward(context: pd.DataFrame, queries: pd.DataFrame, features: list[str]) -> np.ndarray:
-    """Last observation carried forward: per query row (id, time), each feature's latest value at or before it.
-
-    Queries before a feature's first observation get that first observation. Returns (len(queries), features).
-    """
-    out = np.full((len(queries), len(features)), np.nan)
-    rows = queries.groupby("id", sort=False).indices
-    for series_id, query_rows in rows.items():
-        seen = context[context["id"] == series_id].sort_values("time")
-        query_times = queries["time"].to_numpy()[query_rows]
-        for j, name in enumerate(features):
-            observed = seen[seen[name].notna()]
-            if observed.empty:
-                continue
-            position = np.searchsorted(observed["time"].to_numpy(), query_times, side="right") - 1
-            out[query_rows, j] = observed[name].to_numpy()[np.clip(position, 0, None)]
-    return out
-
-
-def predicted_at(model: LatentODE, context: pd.DataFrame, targets: pd.DataFrame) -> np.ndarray:
-    """The model's mean prediction at the (id, time) rows of ``targets``, in their order: (rows, features)."""
-    predicted = model.predict(context, targets[["id", "time"]])
-    merged = targets[["id", "time"]].merge(predicted, on=["id", "time"], how="left")
-    return merged[FEATURES].to_numpy()
+def at_rows(predicted: pd.DataFrame, targets: pd.DataFrame) -> np.ndarray:
+    """A prediction frame (id, time, features) read at the (id, time) rows of ``targets``, in their order."""
+    return targets[["id", "time"]].merge(predicted, on=["id", "time"], how="left")[FEATURES].to_numpy()
 
 
 def mse(predicted: np.ndarray, targets: pd.DataFrame) -> float:
@@ -200,13 +180,15 @@ def main(small: bool = False, out_dir: str | Path = "examples/figures", seed: in
 
     metrics: dict[str, float] = {}
     interp_context, hidden = interpolation_split(test, hide_fraction=HIDE_FRACTION, random_state=seed)
-    metrics["interp_mse"] = mse(predicted_at(models["interpolation"], interp_context, hidden), hidden)
-    metrics["interp_mse_locf"] = mse(carry_forward(interp_context, hidden, FEATURES), hidden)
+    asked = hidden[["id", "time"]]
+    metrics["interp_mse"] = mse(at_rows(models["interpolation"].predict(interp_context, asked), hidden), hidden)
+    metrics["interp_mse_locf"] = mse(at_rows(carry_forward(interp_context, asked), hidden), hidden)
 
     model = models["extrapolation"]
     context, future = extrapolation_split(test, context_fraction=CONTEXT_FRACTION)
-    metrics["extrap_mse"] = mse(predicted_at(model, context, future), future)
-    metrics["extrap_mse_locf"] = mse(carry_forward(context, future, FEATURES), future)
+    asked = future[["id", "time"]]
+    metrics["extrap_mse"] = mse(at_rows(model.predict(context, asked), future), future)
+    metrics["extrap_mse_locf"] = mse(at_rows(carry_forward(context, asked), future), future)
 
     band = model.predict_interval(context, future[["id", "time"]], coverage=COVERAGE,
                                   n_samples=sizes.n_interval_samples, random_state=seed)

@@ -110,7 +110,7 @@ LOCF_BASELINE = (
     "the hidden time; the earliest one after it where there is none before; the feature's context mean where "
     "the series never observed the feature"
 )
-"""What the baseline that ``evaluate`` and ``demo`` report is."""
+"""What the baseline that ``evaluate`` and ``demo`` report is (:func:`latentode.baselines.carry_forward`)."""
 
 
 class _InputError(Exception):
@@ -703,24 +703,18 @@ def _observations(frame: pd.DataFrame, model, *, value: str) -> pd.DataFrame:
     return rows.dropna(subset=[value]).reset_index(drop=True)
 
 
-def _locf(targets: pd.DataFrame, context: pd.DataFrame, model) -> pd.Series:
-    """The :data:`LOCF_BASELINE` value for every row of ``targets`` (rows of :func:`_observations`)."""
+def _melted(frame: pd.DataFrame, model, *, value: str) -> pd.DataFrame:
+    """A wide prediction frame (id, time, one column per feature) as rows (id, time, ``__feature``, ``value``)."""
     id_col, time_col = model.id_col, model.time_col
-    keys = [id_col, "__feature"]
-    left = (
-        targets[[id_col, time_col, "__feature"]].assign(__row=np.arange(len(targets))).sort_values(time_col)
-    )
-    right = context[[id_col, time_col, "__feature", "__context"]].sort_values(time_col)
-    before = pd.merge_asof(left, right, on=time_col, by=keys, direction="backward")
-    after = pd.merge_asof(left, right, on=time_col, by=keys, direction="forward")
-    value = before.set_index("__row")["__context"].fillna(after.set_index("__row")["__context"]).sort_index()
-    means = context.groupby("__feature")["__context"].mean()
-    fallback = targets["__feature"].map(means).to_numpy()
-    return pd.Series(np.where(value.isna(), fallback, value.to_numpy()), index=targets.index)
+    frame = frame.rename(columns={c: str(c) for c in frame.columns}).drop_duplicates([id_col, time_col])
+    present = [str(f) for f in model.feature_names_in_ if str(f) in frame.columns]
+    return frame.melt(id_vars=[id_col, time_col], value_vars=present, var_name="__feature", value_name=value)
 
 
 def _score_hidden(model, context: pd.DataFrame, hidden: pd.DataFrame) -> dict:
     """MSEs (original units) of the model's predictions of ``hidden`` from ``context``, and of LOCF."""
+    from .baselines import carry_forward
+
     id_col, time_col = model.id_col, model.time_col
     targets = _observations(hidden, model, value="__truth")
     if targets.empty:
@@ -728,18 +722,16 @@ def _score_hidden(model, context: pd.DataFrame, hidden: pd.DataFrame) -> dict:
             "Nothing to score: the split left no hidden observations (are the series too short?)."
         )
     queries = targets[[id_col, time_col]].drop_duplicates().reset_index(drop=True)
-    predicted = model.predict(context, queries)
-    predicted = predicted.rename(columns={c: str(c) for c in predicted.columns}).drop_duplicates(
-        [id_col, time_col]
+    keys = [id_col, time_col, "__feature"]
+    predicted = _melted(model.predict(context, queries), model, value="__predicted")
+    locf = carry_forward(context, queries, id_col=id_col, time_col=time_col, variable_col=model.variable_col,
+                         value_col=model.value_col)
+    scored = targets.merge(predicted, on=keys, how="left", validate="many_to_one").merge(
+        _melted(locf, model, value="__locf"), on=keys, how="left", validate="many_to_one"
     )
-    predicted = predicted.melt(
-        id_vars=[id_col, time_col],
-        value_vars=[str(f) for f in model.feature_names_in_],
-        var_name="__feature",
-        value_name="__predicted",
-    )
-    scored = targets.merge(predicted, on=[id_col, time_col, "__feature"], how="left", validate="many_to_one")
-    scored["__locf"] = _locf(targets, _observations(context, model, value="__context"), model)
+    # A feature the series never observed in its context falls back to the feature's context mean.
+    means = _observations(context, model, value="__context").groupby("__feature")["__context"].mean()
+    scored["__locf"] = scored["__locf"].fillna(scored["__feature"].map(means))
     scored["__model_se"] = (scored["__predicted"] - scored["__truth"]) ** 2
     scored["__locf_se"] = (scored["__locf"] - scored["__truth"]) ** 2
     per_feature = scored.groupby("__feature", sort=False)

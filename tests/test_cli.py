@@ -361,20 +361,23 @@ def test_csv_time_parsing(values, kind, expected):
     assert str(parsed.dtype).startswith(expected)
 
 
-def test_locf_baseline_carries_the_last_value():
-    model = SimpleNamespace(
-        id_col="id",
-        time_col="time",
-        variable_col=None,
-        value_col=None,
-        feature_names_in_=np.array(["v"], dtype=object),
-    )
-    context = pd.DataFrame({"id": [1, 1, 2], "time": [1.0, 3.0, 5.0], "v": [10.0, 30.0, 50.0]})
-    hidden = pd.DataFrame({"id": [1, 1, 1, 2], "time": [0.0, 2.0, 4.0, 6.0], "v": [0.0, 0.0, 0.0, 0.0]})
-    targets = cli._observations(hidden, model, value="__truth")
-    baseline = cli._locf(targets, cli._observations(context, model, value="__context"), model)
-    # Before the first observation: the first one; between and after: the last one before.
-    assert baseline.tolist() == [10.0, 10.0, 30.0, 50.0]
+def test_locf_baseline_carries_the_last_value_and_falls_back_to_the_context_mean():
+    def predict(context, queries):  # a model that always predicts zero
+        return queries.assign(v=0.0, w=0.0)
+
+    model = SimpleNamespace(id_col="id", time_col="time", variable_col=None, value_col=None,
+                            feature_names_in_=np.array(["v", "w"], dtype=object), predict=predict)
+    context = pd.DataFrame({"id": [1, 1, 2], "time": [1.0, 3.0, 5.0], "v": [10.0, 30.0, 50.0],
+                            "w": [np.nan, np.nan, 7.0]})
+    hidden = pd.DataFrame({"id": [1, 1, 1, 2], "time": [0.0, 2.0, 4.0, 6.0], "v": [0.0, 0.0, 0.0, 0.0],
+                           "w": [1.0, np.nan, np.nan, np.nan]})
+    scores = cli._score_hidden(model, context, hidden)
+    # v: before the first observation the first one (10); between and after, the last one before: 10, 30, 50.
+    assert scores["locf_mse"]["per_feature"]["v"] == pytest.approx((10**2 + 10**2 + 30**2 + 50**2) / 4)
+    # w was never observed in series 1: the context mean of w (7.0) stands in.
+    assert scores["locf_mse"]["per_feature"]["w"] == pytest.approx((7.0 - 1.0) ** 2)
+    assert scores["mse"]["per_feature"] == {"v": 0.0, "w": 1.0}
+    assert scores["n_hidden"] == 5
 
 
 def test_library_warnings_are_one_line(tmp_path, capsys):
