@@ -44,10 +44,17 @@ SCORE_CONTEXT_FRACTION = 0.5
 MIN_SERIES_FOR_VALIDATION = 10
 """With fewer training series than this, no validation split is made (early stopping watches the training loss)."""
 
+CALIBRATION_SAMPLES = 20
+"""Posterior draws per validation series when ``calibrate_intervals`` sets the predictive noise."""
+
+CALIBRATION_SEED = 2024
+"""Seed of the hidden-point split and the draws of that calibration, so that fits are reproducible."""
+
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 _RESUMABLE_PARAMS = frozenset(
-    {"verbose", "max_epochs", "max_time", "early_stopping_patience", "checkpoint_path", "resume", "device", "callbacks"}
+    {"verbose", "max_epochs", "max_time", "early_stopping_patience", "checkpoint_path", "resume", "device", "callbacks",
+     "calibrate_intervals"}
 )
 """Parameters that may differ between the fit that wrote a checkpoint and the fit that resumes from it."""
 
@@ -227,7 +234,11 @@ class _SeriesEstimator(BaseEstimator):
         self.history_ = trainer.history
         self.n_epochs_ = trainer.epoch
         self.best_epoch_ = trainer.best_epoch
+        self._after_fit(valid)
         return self
+
+    def _after_fit(self, valid: SeriesSet | None) -> None:
+        """Work on the trained model with the validation series (scaled; None without a split)."""
 
     # -- prediction ------------------------------------------------------------------------------------
     def _query_batches(self, X: pd.DataFrame, times) -> tuple[SeriesSet, SeriesSet, list[np.ndarray], list[pd.Series]]:
@@ -389,6 +400,13 @@ class LatentODE(TransformerMixin, _SeriesEstimator):
         Spacing of the shared latent output grid in scaled time.
     noise_std : float or "learned", default=0.1
         Observation noise std in standardised units, fixed (as in the paper) or learned per feature.
+    calibrate_intervals : bool, default=True
+        After training, set the observation noise that :meth:`sample` and :meth:`predict_interval` add from
+        the validation series: per feature, held-out points are predicted as :meth:`score` does, and the
+        noise variance becomes their squared error minus the spread of the posterior draws, never less than
+        the model's own noise. Without it, intervals use the training noise, which on real data is usually
+        too small (on pbcseq, "90%" intervals covered 36-42% of held-out labs). Needs a validation split
+        (``validation_fraction > 0`` and at least 10 series); it changes no prediction mean.
     poisson : bool, default=False
         Also model observation times with a latent Poisson process intensity.
     objective : {"interpolation", "extrapolation"}, default="interpolation"
@@ -432,6 +450,9 @@ class LatentODE(TransformerMixin, _SeriesEstimator):
     history_ : list of dict
         Per epoch: train_loss, train_mse, kl, kl_weight, nfe, lr, valid_loss, valid_mse, seconds.
     n_epochs_, best_epoch_ : int
+    interval_noise_std_ : pandas.Series
+        Observation noise std per feature, in original units, that :meth:`sample` and
+        :meth:`predict_interval` add (see ``calibrate_intervals``).
 
     Examples
     --------
@@ -465,6 +486,7 @@ class LatentODE(TransformerMixin, _SeriesEstimator):
         adjoint: bool = False,
         grid_step: float = DEFAULT_GRID_STEP,
         noise_std: float | str = DEFAULT_NOISE_STD,
+        calibrate_intervals: bool = True,
         poisson: bool = False,
         objective: str = "interpolation",
         context_fraction: float = 0.5,
@@ -509,6 +531,7 @@ class LatentODE(TransformerMixin, _SeriesEstimator):
         self.adjoint = adjoint
         self.grid_step = grid_step
         self.noise_std = noise_std
+        self.calibrate_intervals = calibrate_intervals
         self.poisson = poisson
         self.objective = objective
         self.context_fraction = context_fraction
@@ -550,6 +573,27 @@ class LatentODE(TransformerMixin, _SeriesEstimator):
     def _means(self, context: IrregularBatch, queries: torch.Tensor) -> torch.Tensor:
         return self.module_.predict_means(context, queries, use_mean=True)[0]
 
+    def _after_fit(self, valid: SeriesSet | None) -> None:
+        if self.calibrate_intervals and valid is not None:
+            generator = torch.Generator(device=self.device_).manual_seed(CALIBRATION_SEED)
+            fraction = self.context_fraction if self.objective == "extrapolation" else SCORE_CONTEXT_FRACTION
+            batches = (
+                make_context_target(valid.to_batch(np.arange(start, min(start + self.batch_size, valid.n_series)),
+                                                   dtype=self._dtype(), device=self.device_),
+                                    self.objective, fraction, generator, hidden_only=True)
+                for start in range(0, valid.n_series, self.batch_size)
+            )
+            self.module_.calibrate_noise(batches, CALIBRATION_SAMPLES, generator)
+        self._set_interval_noise()
+
+    def _set_interval_noise(self) -> None:
+        std = self.module_.predictive_noise_std().cpu().numpy().astype(np.float64)
+        self.interval_noise_std_ = pd.Series(std * self.feature_scaler_.scale_, index=self.feature_names_in_.tolist())
+
+    def _restore(self, state: dict, module_state: dict, device: str) -> None:
+        super()._restore(state, module_state, device)
+        self._set_interval_noise()
+
     def _draws(self, X, times, n_samples: int, random_state, include_noise: bool):
         """Per-series arrays (samples, queries, features) of posterior predictive draws, original units."""
         if int(n_samples) < 1:
@@ -558,7 +602,7 @@ class LatentODE(TransformerMixin, _SeriesEstimator):
         seed = random_state if random_state is not None else int(np.random.SeedSequence().generate_state(1)[0])
         generator = torch.Generator(device=self.device_).manual_seed(int(seed))
         draws = [None] * series.n_series
-        noise_std = self.module_.likelihood.std().detach()
+        noise_std = self.module_.predictive_noise_std()
         with torch.no_grad():
             for positions, context, queries, counts in self._iterate(scaled, encoded):
                 means = self.module_.predict_means(context, queries, n_samples=int(n_samples), generator=generator)

@@ -138,6 +138,8 @@ class LatentODEModel(nn.Module):
         self.intensity = nn.Linear(self.state_dim, n_features) if poisson else None
         self.decoder = mlp(self.state_dim, n_features, hidden_dim, 1, activation)
         self.likelihood = GaussianLikelihood(n_features, noise_std)
+        # Observation noise for predictive draws, set by calibration after training; NaN = the likelihood's.
+        self.register_buffer("calibrated_noise_std", torch.full((n_features,), float("nan")))
 
     # -- pieces -----------------------------------------------------------------------------------------
     @property
@@ -212,6 +214,36 @@ class LatentODEModel(nn.Module):
         u = ((dist - cell.to(dist.dtype) * self.grid_step) / self.grid_step)[..., None]
         left, right = path[cell, row], path[cell + 1, row]
         return left + u * (right - left)
+
+    def predictive_noise_std(self) -> Tensor:
+        """Per-feature observation noise std of predictive draws: the calibrated one where set, else the model's."""
+        own = self.likelihood.std().detach()
+        return torch.where(torch.isnan(self.calibrated_noise_std), own, self.calibrated_noise_std)
+
+    @torch.no_grad()
+    def calibrate_noise(self, batches, n_samples: int, generator: torch.Generator | None = None) -> Tensor:
+        """Set :meth:`predictive_noise_std` from held-out points, so predictive variance matches squared error.
+
+        ``batches`` yields (context, target) pairs of held-out points. Per feature, with the squared error of
+        the mean over ``n_samples`` posterior draws and the variance across those draws, both averaged over
+        observed target entries, the noise variance is ``error - spread``, never below the model's own noise
+        variance (a feature with no target entries keeps the model's). Returns the new std.
+        """
+        own = self.likelihood.std().detach()
+        error = torch.zeros_like(own)
+        spread = torch.zeros_like(own)
+        count = torch.zeros_like(own)
+        for context, target in batches:
+            means = self.predict_means(context, target.times, n_samples=n_samples, generator=generator)
+            mask = target.mask.to(means.dtype)
+            centre = means.mean(0)
+            error += (((centre - target.values) ** 2) * mask).sum((0, 1))
+            spread += (means.var(0, unbiased=False) * mask).sum((0, 1))
+            count += mask.sum((0, 1))
+        residual = (error - spread) / count.clamp(min=1)
+        calibrated = torch.where(count > 0, torch.maximum(own**2, residual).sqrt(), own)
+        self.calibrated_noise_std.copy_(calibrated)
+        return calibrated
 
     def decode(self, states: Tensor) -> Tensor:
         """Observation means (..., features) from latent states (..., state)."""

@@ -557,3 +557,44 @@ def test_odernn_cells(small, cell):
 def test_odernn_invalid_cell(small):
     with pytest.raises(ValueError, match="cell"):
         ODERNN(**TINY_RNN, cell="lstm").fit(small)
+
+
+def noisy_sines(n_series: int, seed: int, noise: float = 0.4) -> pd.DataFrame:
+    """Sines at irregular times with much more noise than the model's fixed noise_std assumes."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for i in range(n_series):
+        t = np.sort(rng.choice(np.arange(0.0, 10.0, 0.25), size=12, replace=False))
+        phase = rng.uniform(0, 2 * np.pi)
+        frames.append(pd.DataFrame({"id": i, "time": t, "a": np.sin(t / 2 + phase) + rng.normal(0, noise, 12)}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def interval_coverage(model: LatentODE, test: pd.DataFrame) -> float:
+    context, hidden = latentode.interpolation_split(test, hide_fraction=0.5, random_state=1)
+    band = model.predict_interval(context, hidden[["id", "time"]], coverage=0.9, n_samples=100, random_state=0)
+    scored = hidden.merge(band, on=["id", "time"])
+    return float(((scored["a_lower"] <= scored["a"]) & (scored["a"] <= scored["a_upper"])).mean())
+
+
+def test_calibrated_intervals_cover_what_they_claim_and_leave_the_means_alone():
+    train, test = noisy_sines(80, seed=0), noisy_sines(40, seed=1)
+    settings = {**TINY, "max_epochs": 6, "noise_std": 0.01, "validation_fraction": 0.25}
+    calibrated = LatentODE(**settings).fit(train)
+    plain = LatentODE(**settings, calibrate_intervals=False).fit(train)
+    pd.testing.assert_frame_equal(calibrated.predict(test, [1.0, 5.0]), plain.predict(test, [1.0, 5.0]))
+    assert plain.interval_noise_std_["a"] == pytest.approx(0.01 * plain.feature_scaler_.scale_[0])
+    assert calibrated.interval_noise_std_["a"] > 0.2  # the data's noise is 0.4
+    covered, uncovered = interval_coverage(calibrated, test), interval_coverage(plain, test)
+    assert covered >= 0.75, covered
+    assert uncovered < covered - 0.2, (uncovered, covered)
+
+
+def test_calibrated_noise_survives_save_and_load(tmp_path):
+    model = LatentODE(**{**TINY, "noise_std": 0.01}).fit(noisy_sines(40, seed=0))
+    model.save(tmp_path / "m.lode")
+    loaded = LatentODE.load(tmp_path / "m.lode")
+    pd.testing.assert_series_equal(loaded.interval_noise_std_, model.interval_noise_std_)
+    test = noisy_sines(5, seed=2)
+    pd.testing.assert_frame_equal(loaded.predict_interval(test, [1.0, 2.0], random_state=0),
+                                  model.predict_interval(test, [1.0, 2.0], random_state=0))
