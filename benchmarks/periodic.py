@@ -12,14 +12,12 @@ Training time excludes the test evaluations. Figures are seconds on this machine
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-from _common import command_line, machine, parse_overrides
+from _common import command_line, machine, parse_overrides, write_result
 
 from latentode import LatentODE, extrapolation_split, interpolation_split, train_test_split_series
 from latentode.datasets import make_periodic
@@ -158,9 +156,7 @@ def main(argv=None) -> dict:
         "summary": summary,
         "runs": runs,
     }
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(json.dumps(result, indent=1))
-    print(f"\nwrote {out}")
+    write_result(result, out)
     return result
 
 

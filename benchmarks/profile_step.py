@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import json
 import pstats
 import time
-from pathlib import Path
 
 import torch
-from _common import command_line, machine, parse_overrides
+from _common import command_line, machine, parse_overrides, write_result
 
 from latentode import LatentODE, train_test_split_series
 from latentode.datasets import make_periodic
@@ -76,9 +74,7 @@ def main(argv=None) -> dict:
               "steps": steps, "seconds_per_step": total / steps,
               "stages": {stage: {"seconds_per_step": value / steps, "fraction": value / total}
                          for stage, value in seconds.items()}}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
-    print(f"wrote {args.out}")
+    write_result(result, args.out)
     return result
 
 

@@ -9,16 +9,14 @@ points per series on their own timestamps, so timestamps never line up across se
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from _common import command_line, machine
+from _common import command_line, machine, write_result
 
 from latentode import LatentODE
 
@@ -116,9 +114,7 @@ def main(argv=None) -> dict:
           f"{result['predict']['predictions_per_second']:.0f} rows/s ({result['predict']['values_per_second']:.0f} values/s)")
     print(f"predict_interval (20 times, 50 samples): {interval_seconds:.2f} s")
     print(f"peak RSS: data {rss_data:.0f} MiB, after fit {rss_fit:.0f} MiB, after predict {rss_predict:.0f} MiB")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
-    print(f"wrote {args.out}")
+    write_result(result, args.out)
     return result
 
 

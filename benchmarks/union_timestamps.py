@@ -16,14 +16,13 @@ defaults: forward loss, backward, Adam update. Figures are seconds with ``torch.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
-from _common import command_line, machine
+from _common import command_line, machine, write_result
 
 from latentode.batch import IrregularBatch
 from latentode.latent_model import LatentODEModel
@@ -188,9 +187,7 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": machine(python=platform.python_version()),
         "command": command_line(__file__, argv),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(report, args.out)
     return report
 
 
