@@ -13,7 +13,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-__all__ = ["all_reduce_sum", "barrier", "is_distributed", "is_main_process", "rank", "setup", "shard", "world_size"]
+__all__ = [
+    "all_reduce_sum", "barrier", "broadcast_int", "is_distributed", "is_main_process", "rank", "setup", "shard",
+    "world_size",
+]
 
 
 def is_distributed() -> bool:
@@ -78,6 +81,19 @@ def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
     tensor = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor.tolist()
+
+
+def broadcast_int(value: int, device: torch.device) -> int:
+    """Rank 0's ``value`` on every process (identity in a single process).
+
+    Used for anything every rank must agree on but may have drawn differently, such as a seed drawn from
+    the operating system's entropy when ``random_state=None``.
+    """
+    if not is_distributed():
+        return int(value)
+    tensor = torch.tensor([int(value)], dtype=torch.int64, device=device)
+    dist.broadcast(tensor, src=0)
+    return int(tensor.item())
 
 
 def barrier() -> None:

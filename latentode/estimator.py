@@ -185,6 +185,8 @@ class _SeriesEstimator(BaseEstimator):
             checkpoint = read_checkpoint(self.checkpoint_path, device)
         # On resume the checkpoint's seed rules, so that random_state=None still continues the same split.
         seed = checkpoint["seed"] if checkpoint is not None else self._seed()
+        # Every rank must split and shard with the same seed, also when random_state=None drew it from entropy.
+        seed = distributed.broadcast_int(seed, device)
         rng = np.random.default_rng(seed)
         order = rng.permutation(scaled.n_series)
         n_valid = round(self.validation_fraction * scaled.n_series)

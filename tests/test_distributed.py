@@ -119,3 +119,43 @@ def test_cli_fit_runs_under_torchrun_unchanged(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("Saved model") == 1  # rank 0 reports and saves, once
     assert ODERNN.load(model).n_epochs_ == 2
+
+
+SEED_SCRIPT = textwrap.dedent(
+    """
+    import json, os, sys
+    import torch
+    torch.set_num_threads(1)
+    sys.path.insert(0, os.environ["TEST_DIR"])
+    from test_distributed import make_frame
+    import torch.distributed as dist
+    from latentode import ODERNN
+    from latentode.training import Callback
+
+    class RecordSeed(Callback):
+        def on_train_begin(self, trainer):
+            self.seed = trainer.seed
+            self.valid_rows = len(trainer.valid.times) if trainer.valid is not None else 0
+
+    record = RecordSeed()
+    # random_state=None: each process draws its own entropy, and rank 0's seed must win on every rank.
+    ODERNN(hidden_dim=8, ode_hidden_dim=16, max_epochs=1, validation_fraction=0.25, device="cpu", verbose=0,
+           callbacks=[record]).fit(make_frame())
+    with open(f"{sys.argv[1]}/seed{dist.get_rank()}.json", "w") as f:
+        json.dump({"seed": record.seed, "valid_rows": record.valid_rows}, f)
+    """
+)
+
+
+@pytest.mark.slow
+def test_unseeded_fit_uses_one_seed_on_every_rank(tmp_path):
+    script = tmp_path / "seed.py"
+    script.write_text(SEED_SCRIPT)
+    env = {**os.environ, "TEST_DIR": os.path.dirname(__file__), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--master-addr=127.0.0.1",
+               f"--master-port={_free_port()}", str(script), str(tmp_path)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"seed{r}.json").read_text()) for r in range(2)]
+    assert ranks[0] == ranks[1]
+    assert ranks[0]["valid_rows"] > 0
