@@ -47,6 +47,22 @@ class IrregularBatch:
             raise ValueError(f"lengths has shape {tuple(self.lengths.shape)}, expected ({b},).")
         if self.mask.dtype != torch.bool:
             raise TypeError(f"mask must be a bool tensor, got {self.mask.dtype}.")
+        if self.lengths.dtype not in (torch.int32, torch.int64):
+            raise TypeError(f"lengths must be an integer tensor, got {self.lengths.dtype}.")
+        if b and (bool((self.lengths < 1).any()) or bool((self.lengths > t).any())):
+            raise ValueError(
+                f"lengths must lie in [1, {t}] (every series has at least one time point and no more than the "
+                f"batch width); got {self.lengths.tolist()[:10]}."
+            )
+        # Unobserved entries are zeroed, whatever they held: a NaN there would otherwise leak through the
+        # products that mask it (NaN * 0 is NaN) into outputs and gradients.
+        clean = torch.where(self.mask, self.values, torch.zeros((), dtype=self.values.dtype, device=self.values.device))
+        if not bool(torch.isfinite(clean).all()):
+            raise ValueError(
+                "values holds NaN or infinite entries where mask is True; mark them unobserved (mask False) or "
+                "replace them with finite numbers."
+            )
+        object.__setattr__(self, "values", clean)
 
     @property
     def batch_size(self) -> int:

@@ -47,16 +47,20 @@ class LossTerms:
 
 
 class _PoissonField(nn.Module):
-    """Augments latent dynamics with the integrated intensity: d[z, Lambda]/dt = [f(z), lambda(z)]."""
+    """Augments latent dynamics with the integrated intensity: d[z, Lambda]/dt = [f(z), lambda(z)].
 
-    def __init__(self, func: nn.Module, intensity: nn.Module, state_dim: int) -> None:
+    ``rate_step`` multiplies the intensity: 1 for an ODE; the grid step for discrete residual dynamics, whose
+    update ``y + field(y)`` folds the step into ``f`` but must still add ``lambda * step`` to the integral.
+    """
+
+    def __init__(self, func: nn.Module, intensity: nn.Module, state_dim: int, rate_step: float = 1.0) -> None:
         super().__init__()
-        self.func, self.intensity, self.state_dim = func, intensity, state_dim
+        self.func, self.intensity, self.state_dim, self.rate_step = func, intensity, state_dim, rate_step
 
     def forward(self, t: Tensor, y: Tensor) -> Tensor:
         z = y[..., : self.state_dim]
         rate = nn.functional.softplus(self.intensity(z)) + MIN_INTENSITY
-        return torch.cat([self.func(t, z), rate], dim=-1)
+        return torch.cat([self.func(t, z), self.rate_step * rate], dim=-1)
 
 
 class LatentODEModel(nn.Module):
@@ -172,7 +176,8 @@ class LatentODEModel(nn.Module):
             y0 = self.field.augment(flat)
             func = self.field
             if self.poisson:
-                func = _PoissonField(self.field, self.intensity, self.state_dim)
+                rate_step = self.grid_step if self.dynamics == "residual" else 1.0
+                func = _PoissonField(self.field, self.intensity, self.state_dim, rate_step)
                 y0 = torch.cat([y0, y0.new_zeros(y0.shape[0], self.n_features)], dim=-1)
             states = solve_at_times(
                 func, y0, anchors, flat_queries, self.solver, grid_step=self.grid_step,

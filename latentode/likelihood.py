@@ -50,6 +50,8 @@ class GaussianLikelihood(nn.Module):
         sample axes. Returns (..., batch).
         """
         std = self.std()
+        # Zero the unobserved entries first, so that whatever they hold cannot reach the gradient.
+        values = torch.where(mask, values, torch.zeros((), dtype=values.dtype, device=values.device))
         z = (values - mean) / std
         log_density = -0.5 * (z * z + _LOG_2PI) - torch.log(std)
         return torch.where(mask, log_density, torch.zeros((), dtype=mean.dtype)).sum(dim=(-1, -2))

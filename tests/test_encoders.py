@@ -74,11 +74,14 @@ def test_invalid_gap_raises():
         ODERNNEncoder(N_FEATURES, LATENT, gap="jump")
 
 
+@pytest.mark.parametrize("junk", ["large", "nan", "inf"])
 @pytest.mark.parametrize("gap", GAPS)
-def test_masked_out_values_do_not_matter(gap):
+def test_masked_out_values_do_not_matter(gap, junk):
     batch = make_batch(random_series([5, 3, 7]))
     generator = torch.Generator().manual_seed(3)
     garbage = 1e3 * torch.randn(batch.values.shape, generator=generator, dtype=torch.float64)
+    if junk != "large":
+        garbage = torch.full_like(garbage, float(junk))
     dirty = IrregularBatch(
         times=batch.times,
         values=torch.where(batch.mask, batch.values, garbage),
@@ -179,3 +182,17 @@ def test_gradients_flow_to_all_parameters(dtype):
     (mean.sum() + std.sum()).backward()
     for name, parameter in encoder.named_parameters():
         assert parameter.grad is not None and bool(torch.isfinite(parameter.grad).all()), name
+
+
+def test_batch_refuses_non_finite_observed_values_and_bad_lengths():
+    batch = make_batch(random_series([5, 3]))
+    poisoned = batch.values.clone()
+    poisoned[0, 0, batch.mask[0, 0].nonzero()[0, 0]] = float("nan")
+    with pytest.raises(ValueError, match="NaN or infinite entries where mask is True"):
+        IrregularBatch(times=batch.times, values=poisoned, mask=batch.mask, lengths=batch.lengths)
+    with pytest.raises(ValueError, match="lengths must lie in"):
+        IrregularBatch(times=batch.times, values=batch.values, mask=batch.mask, lengths=torch.tensor([0, 3]))
+    with pytest.raises(ValueError, match="lengths must lie in"):
+        IrregularBatch(times=batch.times, values=batch.values, mask=batch.mask, lengths=torch.tensor([6, 3]))
+    with pytest.raises(TypeError, match="integer tensor"):
+        IrregularBatch(times=batch.times, values=batch.values, mask=batch.mask, lengths=torch.tensor([5.0, 3.0]))

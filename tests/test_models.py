@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from latentode.batch import IrregularBatch
-from latentode.latent_model import LatentODEModel
+from latentode.latent_model import MIN_INTENSITY, LatentODEModel
 from latentode.recurrent import RecurrentForecaster
 from latentode.solve import SolverConfig
 
@@ -142,13 +142,13 @@ def test_permuting_series_permutes_predictions(name):
     assert torch.allclose(permuted, out[order], atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("junk", ["large", "nan"])
 @pytest.mark.parametrize("name", ALL_MODELS)
-def test_loss_is_finite_and_uses_only_observed_targets(name):
+def test_loss_is_finite_and_uses_only_observed_targets(name, junk):
     model = make_model(name)
     context, target = split(sine_batch(6, 12))
-    garbage = torch.where(
-        target.mask, target.values, 50 * torch.randn(target.values.shape, dtype=torch.float64)
-    )
+    noise = 50 * torch.randn(target.values.shape, dtype=torch.float64)
+    garbage = torch.where(target.mask, target.values, noise if junk == "large" else torch.full_like(noise, float("nan")))
     dirty = IrregularBatch(times=target.times, values=garbage, mask=target.mask, lengths=target.lengths)
     terms = model.loss(context, target, **loss_kwargs(name, torch.Generator().manual_seed(0)))
     dirty_terms = model.loss(context, dirty, **loss_kwargs(name, torch.Generator().manual_seed(0)))
@@ -271,3 +271,19 @@ def test_poisson_states_carry_nondecreasing_integrated_intensity():
     integral = states[..., model.state_dim :]
     assert integral.shape == (1, 3, 6, N_FEATURES)
     assert bool((integral.diff(dim=2) >= 0).all()) and bool((integral >= 0).all())
+
+
+@pytest.mark.parametrize("dynamics", ["ode", "residual"])
+@pytest.mark.parametrize("grid_step", [0.02, 0.1])
+def test_poisson_integral_of_a_constant_intensity_is_rate_times_time(dynamics, grid_step):
+    # Zero intensity weights: lambda = softplus(0) = log 2 everywhere, so Lambda(1) - Lambda(0) = log 2,
+    # whatever the dynamics and the grid.
+    torch.manual_seed(0)
+    model = LatentODEModel(1, 2, dynamics=dynamics, poisson=True, grid_step=grid_step,
+                           solver=SolverConfig("rk4")).double()
+    with torch.no_grad():
+        model.intensity.weight.zero_()
+        model.intensity.bias.zero_()
+        states = model.latent_states(torch.zeros(1, 1, 2, dtype=torch.float64), torch.zeros(1, dtype=torch.float64),
+                                     torch.tensor([[0.0, 1.0]], dtype=torch.float64))
+    assert float(states[0, 0, 1, -1] - states[0, 0, 0, -1]) == pytest.approx(math.log(2) + MIN_INTENSITY, rel=1e-9)
