@@ -14,14 +14,16 @@ from latentode.solve import ADAPTIVE_METHODS, FIXED_STEP_METHODS, SolverConfig, 
 from latentode.vector_fields import MLPVectorField, make_activation, mlp
 
 DTYPES = (torch.float32, torch.float64)
-METHODS = ("euler", "midpoint", "rk4", "dopri5", "bosh3", "adaptive_heun")
+METHODS = ("euler", "midpoint", "heun2", "heun3", "rk4", "implicit_adams", "dopri5", "dopri8", "bosh3", "fehlberg2",
+           "adaptive_heun")
+"""Every method :class:`SolverConfig` accepts."""
 
-FIXED_STEP = {"euler": 1e-3, "midpoint": 1e-2, "rk4": 1e-2}
+FIXED_STEP = {"euler": 1e-3, "midpoint": 1e-2, "heun2": 1e-2, "heun3": 1e-2, "rk4": 1e-2, "implicit_adams": 1e-2}
 """Step size of each fixed-step method in the accuracy tests."""
 
 ADAPTIVE_TOL = {
-    torch.float64: {"dopri5": 1e-9, "bosh3": 1e-8, "adaptive_heun": 1e-5},
-    torch.float32: {"dopri5": 1e-5, "bosh3": 1e-5, "adaptive_heun": 1e-5},
+    torch.float64: {"dopri5": 1e-9, "dopri8": 1e-9, "bosh3": 1e-8, "fehlberg2": 1e-9, "adaptive_heun": 1e-5},
+    torch.float32: {"dopri5": 1e-5, "dopri8": 1e-5, "bosh3": 1e-5, "fehlberg2": 1e-6, "adaptive_heun": 1e-5},
 }
 """rtol of each adaptive method in the accuracy tests (atol is a tenth of it in float32, equal in float64)."""
 
@@ -29,22 +31,33 @@ MAX_ERROR = {
     torch.float64: {
         "euler": 2e-2,
         "midpoint": 1e-3,
+        "heun2": 1e-3,
+        "heun3": 1e-5,
         "rk4": 5e-8,
+        "implicit_adams": 5e-8,
         "dopri5": 1e-7,
+        "dopri8": 1e-5,
         "bosh3": 2e-4,
+        "fehlberg2": 1e-5,
         "adaptive_heun": 1e-3,
     },
     torch.float32: {
         "euler": 2e-2,
         "midpoint": 1e-3,
+        "heun2": 1e-3,
+        "heun3": 1e-4,
         "rk4": 5e-5,
+        "implicit_adams": 5e-5,
         "dopri5": 2e-4,
+        "dopri8": 2e-3,
         "bosh3": 1e-2,
+        "fehlberg2": 1e-3,
         "adaptive_heun": 1e-3,
     },
 }
 """Largest allowed absolute error against the exact solution. torchdiffeq's bosh3 is far less accurate than
-its tolerance suggests (about 3e-5 at rtol=atol=1e-8 on y' = Ay), hence its loose bound."""
+its tolerance suggests (about 3e-5 at rtol=atol=1e-8 on y' = Ay), hence its loose bound; so is its dopri8 in
+float32 (8e-4 at rtol=1e-5)."""
 
 
 def config_for(method: str, dtype: torch.dtype, **kwargs) -> SolverConfig:
@@ -174,6 +187,9 @@ def test_unknown_method_lists_valid_ones():
         SolverConfig("rk45")
     for name in FIXED_STEP_METHODS + ADAPTIVE_METHODS:
         assert name in str(info.value)
+    assert set(FIXED_STEP_METHODS + ADAPTIVE_METHODS) == set(METHODS)  # every accepted method is tested above
+    with pytest.raises(ValueError, match="Invalid method"):
+        SolverConfig("explicit_adams")  # torchdiffeq's gives wrong answers
 
 
 @pytest.mark.parametrize(
