@@ -31,6 +31,7 @@ from .batch import IrregularBatch
 
 __all__ = [
     "DUPLICATE_POLICIES",
+    "SAMPLE_COLUMN",
     "FrameSpec",
     "SeriesSet",
     "TimeCodec",
@@ -41,6 +42,9 @@ __all__ = [
 
 DUPLICATE_POLICIES = ("mean", "error")
 """How duplicate (id, time) rows are handled: averaged over observed values, or refused."""
+
+SAMPLE_COLUMN = "sample"
+"""Column of posterior draws' index in the frames ``sample`` returns; no feature may have this name."""
 
 _EPOCH = pd.Timestamp("1970-01-01")
 _ONE_SECOND = pd.Timedelta(seconds=1)
@@ -98,8 +102,13 @@ class FrameSpec:
             )
         if self.duplicates not in DUPLICATE_POLICIES:
             raise ValueError(f"duplicates={self.duplicates!r} is not one of {DUPLICATE_POLICIES}.")
-        if self.id_col == self.time_col:
-            raise ValueError(f"id_col and time_col are both {self.id_col!r}; they must be different columns.")
+        named = {"id_col": self.id_col, "time_col": self.time_col, "variable_col": self.variable_col,
+                 "value_col": self.value_col}
+        given = {k: v for k, v in named.items() if v is not None}
+        if len(set(given.values())) < len(given):
+            raise ValueError(
+                f"Column parameters must name different columns; got {given}. Give each its own column."
+            )
 
     @property
     def is_long(self) -> bool:
@@ -319,6 +328,11 @@ class SeriesSet:
 
 
 def _check_columns(df: pd.DataFrame, required: Sequence[str], what: str) -> None:
+    if isinstance(df.columns, pd.MultiIndex):
+        raise ValueError(
+            f"{what} has MultiIndex columns; flatten them to one level of names first, e.g. "
+            "df.columns = ['_'.join(map(str, c)) for c in df.columns]."
+        )
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise ValueError(
@@ -546,6 +560,12 @@ def read_frame(
     else:
         values = entries
 
+    reserved = [n for n in names if n in (spec.id_col, spec.time_col, SAMPLE_COLUMN)]
+    if reserved:
+        raise ValueError(
+            f"Feature(s) {reserved} share a name with the id, time or {SAMPLE_COLUMN!r} column of the frames "
+            "the model returns; rename them."
+        )
     observed = ~np.isnan(values)
     if require_all_features:
         never = [names[j] for j in np.where(~observed.any(0))[0]]

@@ -14,7 +14,7 @@ from sklearn.utils._set_output import _get_output_config
 
 from . import distributed
 from .batch import IrregularBatch
-from .data import FrameSpec, SeriesSet, TimeCodec, read_frame, read_queries, to_frame
+from .data import SAMPLE_COLUMN, FrameSpec, SeriesSet, TimeCodec, read_frame, read_queries, to_frame
 from .dynamics import DEFAULT_GRID_STEP
 from .exceptions import NotFittedError
 from .latent_model import LatentODEModel
@@ -629,7 +629,7 @@ class LatentODE(TransformerMixin, _SeriesEstimator):
         values = [d.reshape(-1, d.shape[-1]) for d in draws]
         sample_ids = [np.repeat(np.arange(n), len(r)) for r in raw]
         return to_frame(series.ids, raw_rep, values, self.feature_names_in_.tolist(), self._spec(), long=False,
-                        extra={"sample": sample_ids})
+                        extra={SAMPLE_COLUMN: sample_ids})
 
     def predict_interval(self, X: pd.DataFrame, times, coverage: float = 0.9, *, n_samples: int = 200,
                          random_state: int | None = None) -> pd.DataFrame:

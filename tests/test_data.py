@@ -527,8 +527,31 @@ def test_long_predict_may_lack_some_variables():
 def test_frame_spec_is_validated():
     with pytest.raises(ValueError, match="duplicates='drop' is not one of"):
         FrameSpec(duplicates="drop")
-    with pytest.raises(ValueError, match="must be different columns"):
+    with pytest.raises(ValueError, match="must name different columns"):
         FrameSpec(id_col="t", time_col="t")
+    with pytest.raises(ValueError, match="must name different columns"):
+        FrameSpec(variable_col="v", value_col="v")
+    with pytest.raises(ValueError, match="must name different columns"):
+        FrameSpec(variable_col="variable", value_col="time")
+
+
+@pytest.mark.parametrize("name", ["id", "time", "sample"])
+def test_features_may_not_take_the_names_of_returned_columns(name):
+    # A long-format variable called like the id or time column, or "sample", would clash in predict's frames.
+    long = pd.DataFrame({"id": [0, 0, 1, 1], "time": [0.0, 1.0, 0.0, 1.0], "variable": [name, "a"] * 2,
+                         "value": [1.0, 2.0, 3.0, 4.0]})
+    with pytest.raises(ValueError, match=f"Feature\\(s\\) \\['{name}'\\] share a name"):
+        read_frame(long, LONG)
+    if name == "sample":
+        with pytest.raises(ValueError, match="share a name"):
+            read_frame(make_wide().rename(columns={"x": "sample"}), WIDE)
+
+
+def test_multiindex_columns_are_refused():
+    wide = make_wide()
+    wide.columns = pd.MultiIndex.from_tuples([(c, "") for c in wide.columns])
+    with pytest.raises(ValueError, match="MultiIndex columns; flatten"):
+        read_frame(wide, WIDE)
 
 
 # ---------------------------------------------------------------------------------------------- queries
