@@ -624,6 +624,12 @@ def read_queries(times, series: SeriesSet, spec: FrameSpec) -> tuple[list[np.nda
                 f"times must be an array-like, a dict {{id: times}} or a DataFrame of ({spec.id_col}, "
                 f"{spec.time_col}) rows; got {type(times).__name__}."
             )
+        if not isinstance(times, (pd.Series, pd.Index)) and np.ndim(times) != 1:
+            raise ValueError(
+                f"times must be one-dimensional (one array of times for every series), got shape "
+                f"{np.shape(times)}; for different times per series pass a dict {{id: times}} or a DataFrame "
+                f"of ({spec.id_col}, {spec.time_col}) rows."
+            )
         shared = pd.Series(times) if not isinstance(times, pd.Series) else times.reset_index(drop=True)
         raw = [shared] * n
     encoded = []

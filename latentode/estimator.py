@@ -71,10 +71,30 @@ def _resolve_device(device: str | torch.device) -> torch.device:
     return resolved
 
 
+def _check_int(name: str, value, minimum: int, alternative: str = "") -> None:
+    """Raise unless ``value`` is an integer (not a bool) >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        extra = f" {alternative}" if alternative else ""
+        raise (TypeError if not isinstance(value, (int, np.integer)) or isinstance(value, bool) else ValueError)(
+            f"{name} must be an integer >= {minimum}{extra}, got {value!r}."
+        )
+
+
+def _check_real(name: str, value, *, lower: float | None = None, upper: float | None = None,
+                lower_open: bool = False, upper_open: bool = False, what: str | None = None) -> None:
+    """Raise unless ``value`` is a finite real number within the given bounds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {value!r}.")
+    low_ok = lower is None or (value > lower if lower_open else value >= lower)
+    high_ok = upper is None or (value < upper if upper_open else value <= upper)
+    if not (np.isfinite(value) and low_ok and high_ok):
+        interval = "{}{}, {}{}".format("(" if lower_open else "[", "-inf" if lower is None else lower,
+                                       "inf" if upper is None else upper, ")" if upper_open or upper is None else "]")
+        raise ValueError(f"{name} must be {what or 'a finite number in ' + interval}, got {value!r}.")
+
+
 class _SeriesEstimator(BaseEstimator):
     """Shared machinery: reading frames, scaling, training, prediction and scoring. Not public."""
-
-    _module_kind = ""
 
     # -- helpers ---------------------------------------------------------------------------------------
     def _spec(self) -> FrameSpec:
@@ -140,12 +160,28 @@ class _SeriesEstimator(BaseEstimator):
             f"{type(self.random_state).__name__}."
         )
 
+    _INT_PARAMS: dict[str, int] = {"max_epochs": 1, "batch_size": 1, "verbose": 0}
+    """Integer parameters and their smallest allowed value (subclasses add their own)."""
+
+    _POSITIVE_PARAMS: tuple[str, ...] = ("learning_rate",)
+    """Real parameters that must be finite and > 0."""
+
     def _check_params(self) -> None:
-        """Validate the parameters the training loop and the modules do not check themselves."""
-        if not 0 <= self.validation_fraction < 1:
-            raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction!r}.")
-        if int(self.verbose) < 0:
-            raise ValueError(f"verbose must be >= 0, got {self.verbose!r}.")
+        """Validate the constructor parameters before any work, naming the parameter and the value received."""
+        for name, minimum in self._INT_PARAMS.items():
+            _check_int(name, getattr(self, name), minimum)
+        for name in self._POSITIVE_PARAMS:
+            _check_real(name, getattr(self, name), lower=0.0, lower_open=True)
+        _check_real("lr_decay", self.lr_decay, lower=0.0, lower_open=True, upper=1.0)
+        _check_real("weight_decay", self.weight_decay, lower=0.0)
+        _check_real("context_fraction", self.context_fraction, lower=0.0, lower_open=True, upper=1.0)
+        _check_real("validation_fraction", self.validation_fraction, lower=0.0, upper=1.0, upper_open=True)
+        if self.early_stopping_patience is not None:
+            _check_int("early_stopping_patience", self.early_stopping_patience, 1, "or None")
+        if self.max_time is not None:
+            _check_real("max_time", self.max_time, lower=0.0, what="a number of seconds >= 0 or None")
+        if self.callbacks is not None and not isinstance(self.callbacks, (list, tuple)):
+            raise TypeError(f"callbacks must be a list of latentode.training.Callback or None, got {self.callbacks!r}.")
         if self.resume and self.checkpoint_path is None:
             raise ValueError("resume=True needs checkpoint_path: the checkpoint to resume from.")
 
@@ -466,7 +502,16 @@ class LatentODE(TransformerMixin, _SeriesEstimator):
     4
     """
 
-    _module_kind = "latent_ode"
+    _INT_PARAMS = {**_SeriesEstimator._INT_PARAMS, "latent_dim": 1, "hidden_dim": 1, "encoder_dim": 1, "n_layers": 0,
+                   "augment_dim": 0, "n_samples": 1, "kl_warmup_epochs": 0}
+    _POSITIVE_PARAMS = ("learning_rate", "grid_step", "rtol", "atol")
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        if self.step_size is not None:
+            _check_real("step_size", self.step_size, lower=0.0, lower_open=True, what="a number > 0 or None")
+        if not (isinstance(self.noise_std, str) and self.noise_std == "learned"):
+            _check_real("noise_std", self.noise_std, lower=0.0, lower_open=True, what='a number > 0 or "learned"')
 
     def __init__(
         self,
@@ -598,10 +643,16 @@ class LatentODE(TransformerMixin, _SeriesEstimator):
 
     def _draws(self, X, times, n_samples: int, random_state, include_noise: bool):
         """Per-series arrays (samples, queries, features) of posterior predictive draws, original units."""
-        if int(n_samples) < 1:
-            raise ValueError(f"n_samples must be >= 1, got {n_samples}.")
+        _check_int("n_samples", n_samples, 1)
+        if random_state is None:
+            seed = int(np.random.SeedSequence().generate_state(1)[0])
+        elif isinstance(random_state, np.random.Generator):
+            seed = int(random_state.integers(np.iinfo(np.int32).max))
+        elif isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
+            seed = int(random_state)
+        else:
+            raise TypeError(f"random_state must be an int, a numpy Generator or None, got {random_state!r}.")
         series, scaled, encoded, raw = self._query_batches(X, times)
-        seed = random_state if random_state is not None else int(np.random.SeedSequence().generate_state(1)[0])
         generator = torch.Generator(device=self.device_).manual_seed(int(seed))
         draws = [None] * series.n_series
         noise_std = self.module_.predictive_noise_std()
@@ -638,8 +689,7 @@ class LatentODE(TransformerMixin, _SeriesEstimator):
         Returns columns id, time, then ``<feature>_lower`` and ``<feature>_upper`` for every feature, from
         quantiles of ``n_samples`` draws of :meth:`sample` (observation noise included).
         """
-        if not 0 < coverage < 1:
-            raise ValueError(f"coverage must be in (0, 1), got {coverage}.")
+        _check_real("coverage", coverage, lower=0.0, upper=1.0, lower_open=True, upper_open=True)
         series, raw, draws = self._draws(X, times, n_samples, random_state, True)
         alpha = (1 - coverage) / 2
         names = self.feature_names_in_.tolist()
@@ -683,7 +733,7 @@ class ODERNN(_SeriesEstimator):
     Parameters are those of :class:`LatentODE` that apply, plus ``cell`` and ``hidden_dim`` (GRU state).
     """
 
-    _module_kind = "ode_rnn"
+    _INT_PARAMS = {**_SeriesEstimator._INT_PARAMS, "hidden_dim": 1, "ode_hidden_dim": 1, "n_layers": 0}
 
     def __init__(
         self,

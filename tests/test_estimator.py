@@ -168,6 +168,38 @@ def test_invalid_parameters_raise_value_error_at_fit(small, params, match):
         model.predict(small, [1.0])
 
 
+@pytest.mark.parametrize(
+    ("params", "error", "match"),
+    [
+        ({"latent_dim": 0}, ValueError, "latent_dim must be an integer >= 1"),
+        ({"latent_dim": 2.5}, TypeError, "latent_dim must be an integer"),
+        ({"batch_size": 16.0}, TypeError, "batch_size must be an integer"),
+        ({"max_epochs": 2.5}, TypeError, "max_epochs must be an integer"),
+        ({"n_samples": True}, TypeError, "n_samples must be an integer"),
+        ({"grid_step": 0.0}, ValueError, "grid_step must be"),
+        ({"grid_step": -0.1}, ValueError, "grid_step must be"),
+        ({"grid_step": float("nan")}, ValueError, "grid_step must be"),
+        ({"early_stopping_patience": -1}, ValueError, "early_stopping_patience must be an integer >= 1 or None"),
+        ({"kl_warmup_epochs": -3}, ValueError, "kl_warmup_epochs"),
+        ({"max_time": -1.0}, ValueError, "max_time must be a number of seconds"),
+        ({"learning_rate": "fast"}, TypeError, "learning_rate must be a number"),
+        ({"lr_decay": 1.5}, ValueError, "lr_decay"),
+        ({"callbacks": 5}, TypeError, "callbacks must be a list"),
+        ({"verbose": "yes"}, TypeError, "verbose must be an integer"),
+        ({"step_size": 0.0}, ValueError, "step_size"),
+    ],
+)
+def test_parameters_of_the_wrong_type_or_range_are_named_at_fit(small, params, error, match):
+    with pytest.raises(error, match=match):
+        LatentODE(**{**TINY, **params}).fit(small)
+
+
+@pytest.mark.parametrize(("params", "match"), [({"hidden_dim": 0}, "hidden_dim"), ({"ode_hidden_dim": 1.5}, "ode_hidden_dim")])
+def test_odernn_parameters_are_named_at_fit(small, params, match):
+    with pytest.raises((TypeError, ValueError), match=match):
+        ODERNN(**{**TINY_RNN, **params}).fit(small)
+
+
 def test_invalid_random_state_type(small):
     with pytest.raises(TypeError, match="random_state"):
         LatentODE(**{**TINY, "random_state": "seed"}).fit(small)
@@ -430,6 +462,12 @@ def test_sample_layout(fitted, sines_test):
     pd.testing.assert_frame_equal(draws, again)
     with pytest.raises(ValueError, match="n_samples"):
         fitted.sample(sines_test, times, n_samples=0)
+    with pytest.raises(TypeError, match="n_samples must be an integer"):
+        fitted.sample(sines_test, times, n_samples=2.5)
+    with pytest.raises(TypeError, match="random_state must be"):
+        fitted.sample(sines_test, times, n_samples=2, random_state="zero")
+    generated = fitted.sample(sines_test, times, n_samples=2, random_state=np.random.default_rng(0))
+    assert len(generated) == 2 * len(times) * sines_test["id"].nunique()
 
 
 @pytest.mark.parametrize("include_noise", [True, False])
@@ -455,9 +493,17 @@ def test_predict_interval(fitted, sines_test):
     assert wide.columns.tolist() == ["id", "time", "y_lower", "y_upper"]
     assert (wide["y_lower"] <= wide["y_upper"]).all()
     assert (wide["y_lower"] <= narrow["y_lower"]).all() and (narrow["y_upper"] <= wide["y_upper"]).all()
-    for bad in (0.0, 1.0, 1.5):
+    for bad in (0.0, 1.0, 1.5, float("nan")):
         with pytest.raises(ValueError, match="coverage"):
             fitted.predict_interval(sines_test, times, coverage=bad)
+    for bad in ("0.9", None):
+        with pytest.raises(TypeError, match="coverage must be a number"):
+            fitted.predict_interval(sines_test, times, coverage=bad)
+
+
+def test_two_dimensional_times_are_refused_with_the_alternatives(fitted, sines_test):
+    with pytest.raises(ValueError, match="one-dimensional.*dict"):
+        fitted.predict(sines_test, np.ones((2, 2)))
 
 
 def test_interval_covers_held_out_points(fitted, sines_test):
