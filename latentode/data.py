@@ -32,6 +32,7 @@ from .batch import IrregularBatch
 __all__ = [
     "DUPLICATE_POLICIES",
     "SAMPLE_COLUMN",
+    "TIME_KINDS",
     "FrameSpec",
     "SeriesSet",
     "TimeCodec",
@@ -42,6 +43,9 @@ __all__ = [
 
 DUPLICATE_POLICIES = ("mean", "error")
 """How duplicate (id, time) rows are handled: averaged over observed values, or refused."""
+
+TIME_KINDS = ("numeric", "datetime", "timedelta")
+"""The time types a :class:`TimeCodec` converts: plain numbers, ``datetime64`` and ``timedelta64``."""
 
 SAMPLE_COLUMN = "sample"
 """Column of posterior draws' index in the frames ``sample`` returns; no feature may have this name."""

@@ -3,14 +3,16 @@
 A model file is a zip archive with two members:
 
 * ``config.json``: the format version, the library version, the estimator class and its parameters, the
-  fitted preprocessing (feature names, time codec, scalers), the training history, and the SHA-256 of
-  the weights;
+  fitted preprocessing (feature names, time codec, scalers), the training history, the SHA-256 of the
+  weights, and the SHA-256 of the config itself (of its canonical JSON without that entry);
 * ``weights.pt``: the module's ``state_dict``, read back with ``torch.load(..., weights_only=True)``.
 
 Loading checks, in order: the file is a readable zip with both members (else truncated or not a model
-file), the JSON parses and has every key, the format version is one this library reads, the weights'
-checksum matches (else tampered or corrupted), and the weights fit the architecture the parameters build.
-Any failure raises :class:`~latentode.exceptions.ModelFileError` saying which.
+file), the JSON parses, the format version is one this library reads, every key is there, the config's
+and the weights' checksums match (else edited, tampered with or corrupted), every entry has the type and
+size it must have, and the weights fit the architecture the parameters build. Any failure raises
+:class:`~latentode.exceptions.ModelFileError` saying which. (The checksums detect damage and naive edits;
+they are not a signature: someone who recomputes them can still change a file.)
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
+from .data import TIME_KINDS
 from .exceptions import ModelFileError
 
 __all__ = ["FILE_FORMAT", "load_estimator", "save_estimator"]
@@ -35,7 +38,7 @@ FILE_FORMAT = 1
 
 _CONFIG, _WEIGHTS = "config.json", "weights.pt"
 _REQUIRED = ("format", "library_version", "estimator", "params", "feature_names", "time_codec", "time_scaler",
-             "feature_scaler", "history", "n_epochs", "best_epoch", "weights_sha256")
+             "feature_scaler", "history", "n_epochs", "best_epoch", "weights_sha256", "config_sha256")
 
 
 def _estimators() -> dict:
@@ -45,13 +48,63 @@ def _estimators() -> dict:
 
 
 def _jsonable(value):
+    """A parameter value as JSON can hold it.
+
+    numpy scalars become Python numbers, paths strings, ``torch.device`` its name; a numpy ``RandomState`` or
+    ``Generator`` given as ``random_state`` becomes ``None`` (its state is consumed by ``fit``; it is not a
+    setting a loaded model could reuse).
+    """
     if isinstance(value, (np.integer,)):
         return int(value)
     if isinstance(value, (np.floating,)):
         return float(value)
     if isinstance(value, os.PathLike):
         return os.fspath(value)
+    if isinstance(value, torch.device):
+        return str(value)
+    if isinstance(value, (np.random.RandomState, np.random.Generator)):
+        return None
     return value
+
+
+def config_checksum(config: dict) -> str:
+    """SHA-256 of the canonical JSON of ``config`` without its ``config_sha256`` entry."""
+    body = {k: v for k, v in config.items() if k != "config_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _check_state(config: dict) -> None:
+    """Raise ModelFileError unless the fitted-state entries have the types and sizes ``_restore`` needs."""
+    names = config["feature_names"]
+    problems = []
+    if not isinstance(config["estimator"], str):
+        problems.append("estimator is not a string")
+    if not isinstance(config["params"], dict):
+        problems.append("params is not an object")
+    if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+        problems.append("feature_names is not a non-empty list of strings")
+    codec = config["time_codec"]
+    if not (isinstance(codec, dict) and codec.get("kind") in TIME_KINDS
+            and isinstance(codec.get("dtype"), str)):
+        problems.append("time_codec is not a time codec")
+    scaler = config["feature_scaler"]
+    if not (isinstance(scaler, dict) and all(
+            isinstance(scaler.get(k), list) and isinstance(names, list) and len(scaler[k]) == len(names)
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in scaler[k])
+            for k in ("mean_", "scale_"))):
+        problems.append("feature_scaler does not hold one mean and one scale per feature")
+    time_scaler = config["time_scaler"]
+    if not (isinstance(time_scaler, dict) and all(
+            isinstance(time_scaler.get(k), (int, float)) and not isinstance(time_scaler.get(k), bool)
+            for k in ("origin_", "scale_")) and time_scaler["scale_"] > 0):
+        problems.append("time_scaler does not hold a number origin_ and a positive scale_")
+    if not (isinstance(config["history"], list) and all(isinstance(r, dict) for r in config["history"])):
+        problems.append("history is not a list of records")
+    for key in ("n_epochs", "best_epoch"):
+        if isinstance(config[key], bool) or not isinstance(config[key], int) or config[key] < 0:
+            problems.append(f"{key} is not a non-negative integer")
+    if problems:
+        raise ModelFileError("; ".join(problems))
 
 
 def save_estimator(estimator, path: str | os.PathLike) -> None:
@@ -81,6 +134,7 @@ def save_estimator(estimator, path: str | os.PathLike) -> None:
         "best_epoch": int(estimator.best_epoch_),
         "weights_sha256": hashlib.sha256(weights).hexdigest(),
     }
+    config["config_sha256"] = config_checksum(config)
     tmp = f"{os.fspath(path)}.tmp"
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(_CONFIG, json.dumps(config, indent=1))
@@ -121,17 +175,27 @@ def load_estimator(path: str | os.PathLike, *, device: str = "auto"):
         config = json.loads(raw_config)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ModelFileError(f"{name!r} has an unreadable {_CONFIG} ({error}); the file was corrupted.") from error
-    missing = [k for k in _REQUIRED if k not in config] if isinstance(config, dict) else list(_REQUIRED)
-    if missing:
-        raise ModelFileError(f"{name!r} has a {_CONFIG} without {missing}; it was not written by latentode.")
-    if config["format"] != FILE_FORMAT:
+    if not isinstance(config, dict):
+        raise ModelFileError(f"{name!r} has a {_CONFIG} that is not a JSON object; it was not written by latentode.")
+    if "format" in config and config["format"] != FILE_FORMAT:
         raise ModelFileError(
             f"{name!r} uses model file format {config['format']!r} (written by latentode "
-            f"{config['library_version']}); this latentode {__version__} reads format {FILE_FORMAT}. "
-            f"Load it with latentode {config['library_version']}."
+            f"{config.get('library_version', 'of an unknown version')}); this latentode {__version__} reads "
+            f"format {FILE_FORMAT}. Load it with the latentode version that wrote it."
+        )
+    missing = [k for k in _REQUIRED if k not in config]
+    if missing:
+        raise ModelFileError(f"{name!r} has a {_CONFIG} without {missing}; it was not written by latentode.")
+    if config["config_sha256"] != config_checksum(config):
+        raise ModelFileError(
+            f"{name!r}: {_CONFIG} does not match its recorded checksum; it was edited or corrupted. Save the model again."
         )
     if hashlib.sha256(weights).hexdigest() != config["weights_sha256"]:
         raise ModelFileError(f"{name!r}: the weights do not match their recorded checksum; the file was tampered with or corrupted.")
+    try:
+        _check_state(config)
+    except ModelFileError as error:
+        raise ModelFileError(f"{name!r} has an invalid {_CONFIG}: {error}.") from None
     estimators = _estimators()
     if config["estimator"] not in estimators:
         raise ModelFileError(f"{name!r} holds an unknown estimator {config['estimator']!r}.")
@@ -139,8 +203,12 @@ def load_estimator(path: str | os.PathLike, *, device: str = "auto"):
         state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
     except Exception as error:
         raise ModelFileError(f"{name!r}: the weights cannot be read safely ({type(error).__name__}: {error}).") from error
+    from .estimator import _resolve_device
+
+    _resolve_device(device)  # a bad or unavailable device is the caller's error, not the file's
     try:
         estimator = estimators[config["estimator"]](**config["params"])
+        estimator._check_params()
         estimator._restore(config, state, device)
     except (TypeError, ValueError, RuntimeError, KeyError) as error:
         raise ModelFileError(

@@ -17,7 +17,7 @@ from conftest import TINY
 from sklearn.base import clone
 
 from latentode import ODERNN, LatentODE, LatentODEError, ModelFileError, NotFittedError
-from latentode.serialization import FILE_FORMAT
+from latentode.serialization import FILE_FORMAT, config_checksum
 
 TIMES = [-0.5, 0.7, 2.3, 5.6]
 """Query times before, between and after the sine series' observations."""
@@ -30,12 +30,19 @@ def saved(fitted, tmp_path_factory) -> Path:
     return path
 
 
-def rewrite(source: Path, target: Path, *, config=None, weights=None) -> Path:
-    """Copy a model file, replacing its config (a function of the parsed JSON) and/or its weights bytes."""
+def rewrite(source: Path, target: Path, *, config=None, weights=None, reseal: bool = True) -> Path:
+    """Copy a model file, replacing its config (a function of the parsed JSON) and/or its weights bytes.
+
+    ``reseal`` recomputes the config's checksum after the edit (a deliberate edit that gets past the checksum),
+    so that the checks behind it are exercised; ``reseal=False`` leaves it as a careless edit would.
+    """
     with zipfile.ZipFile(source) as archive:
         raw_config, raw_weights = archive.read("config.json"), archive.read("weights.pt")
     if config is not None:
-        raw_config = json.dumps(config(json.loads(raw_config))).encode()
+        parsed = config(json.loads(raw_config))
+        if reseal and isinstance(parsed, dict) and "config_sha256" in parsed:
+            parsed["config_sha256"] = config_checksum(parsed)
+        raw_config = json.dumps(parsed).encode()
     if weights is not None:
         raw_weights = weights
     with zipfile.ZipFile(target, "w") as archive:
@@ -197,6 +204,61 @@ def test_replaced_weights_fail_the_checksum(saved, tmp_path):
     path = rewrite(saved, tmp_path / "swapped.zip", weights=buffer.getvalue())
     with pytest.raises(ModelFileError, match="checksum"):
         LatentODE.load(path)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"feature_scaler": {"mean_": [9.0], "scale_": [1.0]}},
+        {"time_scaler": {"origin_": 0.0, "scale_": 100.0}},
+        {"n_epochs": 99},
+    ],
+    ids=["feature_scaler", "time_scaler", "n_epochs"],
+)
+def test_edited_config_fails_its_checksum(saved, tmp_path, change):
+    path = rewrite(saved, tmp_path / "edited.zip", config=edited(**change), reseal=False)
+    with pytest.raises(ModelFileError, match="config.json does not match its recorded checksum"):
+        LatentODE.load(path)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"time_codec": {"kind": "bogus", "dtype": "float64", "tz": None}}, "time_codec"),
+        ({"feature_scaler": {"mean_": [0.0, 1.0, 2.0], "scale_": [1.0, 1.0, 1.0]}}, "feature_scaler"),
+        ({"time_scaler": {"origin_": 0.0, "scale_": -1.0}}, "time_scaler"),
+        ({"n_epochs": "x"}, "n_epochs"),
+        ({"history": "x"}, "history"),
+        ({"estimator": ["LatentODE"]}, "estimator is not a string"),
+        ({"feature_names": []}, "feature_names"),
+    ],
+)
+def test_resealed_config_with_wrong_types_is_refused(saved, tmp_path, change, match):
+    with pytest.raises(ModelFileError, match=match):
+        LatentODE.load(rewrite(saved, tmp_path / "typed.zip", config=edited(**change)))
+
+
+def test_resealed_config_with_a_bad_parameter_is_refused(saved, tmp_path):
+    def bad(config):
+        config["params"]["batch_size"] = "x"
+        return config
+
+    with pytest.raises(ModelFileError, match="batch_size"):
+        LatentODE.load(rewrite(saved, tmp_path / "param.zip", config=bad))
+
+
+def test_bad_device_is_reported_as_such_not_as_a_damaged_file(saved):
+    with pytest.raises(ValueError, match="Invalid device") as info:
+        LatentODE.load(saved, device="bogus")
+    assert not isinstance(info.value, ModelFileError)
+
+
+def test_model_with_numpy_random_state_and_torch_device_can_be_saved(small, tmp_path):
+    model = LatentODE(**{**TINY, "random_state": np.random.RandomState(0), "device": torch.device("cpu")}).fit(small)
+    model.save(tmp_path / "numpy.zip")
+    loaded = LatentODE.load(tmp_path / "numpy.zip")
+    assert loaded.random_state is None and loaded.device == "cpu"
+    pd.testing.assert_frame_equal(loaded.predict(small, [0.5]), model.predict(small, [0.5]))
 
 
 def test_edited_checksum(saved, tmp_path):
