@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from pathlib import Path
 
@@ -69,6 +70,15 @@ def _resolve_device(device: str | torch.device) -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} but CUDA is not available here; use 'auto' or 'cpu'.")
     return resolved
+
+
+def _data_digest(series: SeriesSet) -> str:
+    """SHA-256 of a series set's ids, times and values: a checkpoint resumes only on the data it was written for."""
+    digest = hashlib.sha256()
+    digest.update("\x1f".join(map(repr, series.ids.tolist())).encode())
+    for array in (series.offsets, series.times, series.values):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
 
 
 def _check_int(name: str, value, minimum: int, alternative: str = "") -> None:
@@ -211,11 +221,6 @@ class _SeriesEstimator(BaseEstimator):
         distributed.setup(device)
         device = distributed.local_device(device)
         series = read_frame(X, self._spec())
-        time_scaler = TimeScaler().fit(series.times, series.offsets)
-        feature_scaler = FeatureScaler().fit(series.values)
-        scaled = dataclasses.replace(
-            series, times=time_scaler.transform(series.times), values=feature_scaler.transform(series.values)
-        )
         checkpoint = None
         if self.resume and Path(self.checkpoint_path).exists():
             checkpoint = read_checkpoint(self.checkpoint_path, device)
@@ -224,12 +229,24 @@ class _SeriesEstimator(BaseEstimator):
         # Every rank must split and shard with the same seed, also when random_state=None drew it from entropy.
         seed = distributed.broadcast_int(seed, device)
         rng = np.random.default_rng(seed)
-        order = rng.permutation(scaled.n_series)
-        n_valid = round(self.validation_fraction * scaled.n_series)
-        if self.validation_fraction > 0 and scaled.n_series >= MIN_SERIES_FOR_VALIDATION and n_valid >= 1:
-            valid, train = scaled.subset(np.sort(order[:n_valid])), scaled.subset(np.sort(order[n_valid:]))
+        order = rng.permutation(series.n_series)
+        n_valid = round(self.validation_fraction * series.n_series)
+        if self.validation_fraction > 0 and series.n_series >= MIN_SERIES_FOR_VALIDATION and n_valid >= 1:
+            valid_raw, train_raw = series.subset(np.sort(order[:n_valid])), series.subset(np.sort(order[n_valid:]))
         else:
-            valid, train = None, scaled
+            valid_raw, train_raw = None, series
+        # Scalers are fitted on the training series only; the validation series are scaled with them. A feature
+        # that only the validation series observe leaves nothing to fit it on, so then all series are used.
+        fit_on = train_raw if (~np.isnan(train_raw.values)).any(0).all() else series
+        time_scaler = TimeScaler().fit(fit_on.times, fit_on.offsets)
+        feature_scaler = FeatureScaler().fit(fit_on.values)
+
+        def scale(part: SeriesSet) -> SeriesSet:
+            return dataclasses.replace(part, times=time_scaler.transform(part.times),
+                                       values=feature_scaler.transform(part.values))
+
+        train = scale(train_raw)
+        valid = scale(valid_raw) if valid_raw is not None else None
         module = self._make_module(len(series.feature_names), seed, device)
         fingerprint = {
             "estimator": type(self).__name__,
@@ -237,6 +254,7 @@ class _SeriesEstimator(BaseEstimator):
             "features": list(series.feature_names),
             "n_series": int(series.n_series),
             "n_rows": len(series.times),
+            "data_sha256": _data_digest(series),
         }
         callbacks = []
         if config.early_stopping_patience is not None:
@@ -347,12 +365,16 @@ class _SeriesEstimator(BaseEstimator):
         scaled = self._scaled(series)
         generator = torch.Generator(device=self.device_).manual_seed(SCORE_SEED)
         fraction = self.context_fraction if self.objective == "extrapolation" else SCORE_CONTEXT_FRACTION
+        # One key per (series, time point), drawn for the whole frame: the hidden points do not depend on batch_size.
+        keys = torch.rand((scaled.n_series, int(np.diff(scaled.offsets).max())), generator=generator,
+                          device=self.device_, dtype=self._dtype())
         total, count = 0.0, 0
         with torch.no_grad():
             for start in range(0, scaled.n_series, self.batch_size):
                 positions = np.arange(start, min(start + self.batch_size, scaled.n_series))
                 batch = scaled.to_batch(positions, dtype=self._dtype(), device=self.device_)
-                context, target = make_context_target(batch, self.objective, fraction, generator, hidden_only=True)
+                context, target = make_context_target(batch, self.objective, fraction, hidden_only=True,
+                                                      keys=keys[start : start + len(positions), : batch.times.shape[1]])
                 means = self._means(context, target.times)
                 squared = torch.where(target.mask, (means - target.values) ** 2, torch.zeros((), dtype=means.dtype))
                 total += float(squared.sum())

@@ -40,8 +40,8 @@ MAX_GRAD_NORM = 10.0
 DISTRIBUTED_SEED_STRIDE = 1_000_003
 """Under torchrun, rank r seeds its sampling generator with seed + r * this + epoch."""
 
-CHECKPOINT_FORMAT = 1
-"""Version of the checkpoint layout; bumped when it changes incompatibly."""
+CHECKPOINT_FORMAT = 2
+"""Version of the checkpoint layout; bumped when it changes incompatibly (2: records early stopping)."""
 
 
 @dataclass(frozen=True)
@@ -80,13 +80,16 @@ def make_context_target(
     generator: torch.Generator | None = None,
     *,
     hidden_only: bool = False,
+    keys: torch.Tensor | None = None,
 ) -> tuple[IrregularBatch, IrregularBatch]:
     """Split a batch into what the encoder reads and what the loss scores, per the objective.
 
     * ``interpolation``: a random ``context_fraction`` of each series' time points (at least one) is
       context; the target is every point (observed and hidden), as in the paper, or with ``hidden_only``
       only the hidden points, as scoring needs (a series of two or more points then hides at least one;
-      a single-point series is its own target).
+      a single-point series is its own target). ``keys`` (batch, time), uniform in [0, 1), replaces the
+      draw from ``generator``: a point is context where its key is below ``context_fraction``, so keys
+      drawn per series make the split independent of how series are batched.
     * ``extrapolation``: the first ``ceil(context_fraction * length)`` points are context and the rest the
       target; a single-point series is its own target.
     """
@@ -94,7 +97,10 @@ def make_context_target(
     if objective == "interpolation":
         if context_fraction >= 1:
             return batch, batch
-        keys = torch.rand(batch.times.shape, generator=generator, device=batch.times.device, dtype=batch.times.dtype)
+        if keys is None:
+            keys = torch.rand(batch.times.shape, generator=generator, device=batch.times.device, dtype=batch.times.dtype)
+        elif keys.shape != batch.times.shape:
+            raise ValueError(f"keys has shape {tuple(keys.shape)}, expected {tuple(batch.times.shape)} (batch, time).")
         keys = torch.where(valid, keys, torch.full_like(keys, -1.0))
         keep = keys < context_fraction
         best = keys.argmax(1, keepdim=True)
@@ -148,7 +154,7 @@ class EarlyStopping(Callback):
             trainer.best_loss, trainer.best_epoch = value, record["epoch"]
             trainer.best_state = {k: v.detach().clone() for k, v in trainer.module.state_dict().items()}
         elif record["epoch"] - trainer.best_epoch >= self.patience:
-            trainer.stop = True
+            trainer.stop = trainer.stopped_early = True
 
     def on_train_end(self, trainer: Trainer) -> None:
         if trainer.best_state is not None:
@@ -210,7 +216,7 @@ class Checkpoint(Callback):
 
 
 _CHECKPOINT_KEYS = ("format", "fingerprint", "module", "optimizer", "scheduler", "epoch", "step", "history",
-                    "best_loss", "best_epoch", "best_state", "generator", "rng", "seed")
+                    "best_loss", "best_epoch", "best_state", "generator", "rng", "seed", "stopped_early")
 
 
 def read_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu") -> dict:
@@ -271,6 +277,7 @@ class Trainer:
         self.epoch, self.step, self.history = 0, 0, []
         self.best_loss, self.best_epoch, self.best_state = None, 0, None
         self.stop = False
+        self.stopped_early = False  # early stopping ended training: a resumed fit then trains no further
         self.in_epoch = False  # True while an epoch runs: its state is then half-updated
 
     # -- checkpoints ---------------------------------------------------------------------------------
@@ -290,6 +297,7 @@ class Trainer:
             "generator": self.generator.get_state(),
             "rng": self.rng.bit_generator.state,
             "seed": self.seed,
+            "stopped_early": self.stopped_early,
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
@@ -315,6 +323,8 @@ class Trainer:
         self.best_loss, self.best_epoch, self.best_state = state["best_loss"], state["best_epoch"], state["best_state"]
         self.generator.set_state(state["generator"].cpu())  # generator states are CPU byte tensors
         self.rng.bit_generator.state = state["rng"]
+        # A fit that early stopping ended is finished, not interrupted: resuming it reproduces its result.
+        self.stopped_early = self.stop = bool(state["stopped_early"])
 
     # -- loop ------------------------------------------------------------------------------------------
     def _batch(self, data: SeriesSet, positions: np.ndarray) -> IrregularBatch:

@@ -531,6 +531,13 @@ def test_transform_rows_follow_sorted_ids(fitted, sines_test):
     np.testing.assert_allclose(Z, fitted.transform(named), rtol=0, atol=0)
 
 
+def test_score_does_not_depend_on_batch_size(sines_test):
+    model = LatentODE(**{**TINY, "solver": "rk4"}).fit(sines_test)
+    before = model.score(sines_test)
+    model.set_params(batch_size=7)
+    assert model.score(sines_test) == pytest.approx(before, rel=1e-5)
+
+
 def test_score_prefers_the_trained_model(fitted, sines_train, sines_test):
     untrained = LatentODE(**{**FITTED, "max_epochs": 1}).fit(sines_train)
     trained_score, untrained_score = fitted.score(sines_test), untrained.score(sines_test)

@@ -221,11 +221,47 @@ def test_resume_refuses_checkpoint_of_other_settings(small, tmp_path):
 
 
 @pytest.mark.parametrize(
+    "change",
+    [
+        lambda df: df.assign(a=df["a"] * 100 + 5),  # same shape, other values
+        lambda df: df.assign(time=df["time"] * 60),  # same shape, other times
+        lambda df: df.assign(id=df["id"] + 1000),  # same shape, other ids
+    ],
+    ids=["values", "times", "ids"],
+)
+def test_resume_refuses_a_checkpoint_written_for_other_data_of_the_same_shape(small, tmp_path, change):
+    path = str(tmp_path / "checkpoint.pt")
+    LatentODE(**{**TINY, "checkpoint_path": path}).fit(small)
+    with pytest.raises(ValueError, match="different data or settings"):
+        LatentODE(**{**TINY, "checkpoint_path": path, "resume": True}).fit(change(small))
+
+
+def test_resuming_a_fit_that_early_stopping_ended_changes_nothing(small, tmp_path):
+    path = str(tmp_path / "checkpoint.pt")
+    params = {**TINY, "learning_rate": 1e-12, "early_stopping_patience": 2, "max_epochs": 20, "checkpoint_path": path}
+    stopped = LatentODE(**params).fit(small)
+    assert stopped.n_epochs_ < 20
+    resumed = LatentODE(**{**params, "resume": True}).fit(small)
+    assert resumed.n_epochs_ == stopped.n_epochs_ and resumed.best_epoch_ == stopped.best_epoch_
+    pd.testing.assert_frame_equal(resumed.predict(small, [0.5, 7.0]), stopped.predict(small, [0.5, 7.0]))
+
+
+def test_scalers_are_fitted_on_the_training_series_only(small, captured_trainers):
+    model = LatentODE(**{**TINY, "validation_fraction": 0.3}).fit(small)
+    (trainer,) = captured_trainers
+    train_ids = set(trainer.train.ids)
+    rows = small[small["id"].isin(train_ids)]
+    np.testing.assert_allclose(model.feature_scaler_.mean_, rows[["a", "b"]].mean().to_numpy())
+    assert not np.allclose(model.feature_scaler_.mean_, small[["a", "b"]].mean().to_numpy())
+
+
+@pytest.mark.parametrize(
     "content, match",
     [
         (b"not a checkpoint", "unreadable"),
         ({"format": 99}, "format"),
-        ({"format": 1, "epoch": 3}, "lacks"),
+        ({"format": 2, "epoch": 3}, "lacks"),
+        ({"format": 1, "epoch": 3}, "format"),
     ],
 )
 def test_resume_refuses_unusable_checkpoint(small, tmp_path, content, match):
