@@ -66,6 +66,18 @@ def test_datetime_series(small):
     fig.canvas.draw()
 
 
+def test_timedelta_series_draws_in_a_readable_unit(small):
+    frame = small.assign(time=pd.to_timedelta(small["time"], unit="h"))
+    model = LatentODE(**TINY).fit(frame)
+    fig = latentode.plot_series(model, frame, 0, n_samples=20)
+    fig.canvas.draw()
+    (ax_a, ax_b) = fig.axes
+    assert ax_b.get_xlabel() == "time (hours)"
+    observed = small[small["id"] == 0]["time"]
+    x = np.asarray(ax_a.get_lines()[0].get_xdata(), dtype=float)
+    assert x.min() <= observed.min() and x.max() > observed.max()  # hours on the axis, as observed
+
+
 def test_odernn_has_no_band(small):
     model = ODERNN(hidden_dim=8, ode_hidden_dim=8, max_epochs=1, random_state=0, verbose=0).fit(small)
     fig = latentode.plot_series(model, small, 0)
@@ -79,3 +91,14 @@ def test_bad_arguments(tiny_fitted, small):
         latentode.plot_series(tiny_fitted, small, 0, features=["nope"])
     with pytest.raises(NotFittedError):
         latentode.plot_series(LatentODE(**TINY), small, 0)
+    with pytest.raises(ValueError, match="non-empty DataFrame"):
+        latentode.plot_series(tiny_fitted, small.iloc[:0], 0)
+    with pytest.raises(TypeError, match="pandas DataFrame"):
+        latentode.plot_series(tiny_fitted, small.to_numpy(), 0)
+    with pytest.raises(ValueError, match="features is empty"):
+        latentode.plot_series(tiny_fitted, small, 0, features=[])
+    with pytest.raises(TypeError, match="one-dimensional array"):
+        latentode.plot_series(tiny_fitted, small, 0, times=small[["id", "time"]])
+    long_truth = small.melt(id_vars=["id", "time"], var_name="variable", value_name="value")
+    with pytest.raises(ValueError, match="wide format"):
+        latentode.plot_series(tiny_fitted, small, 0, truth=long_truth)
