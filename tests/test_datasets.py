@@ -214,6 +214,20 @@ def test_hopper_small(tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(prefix, data[data["id"] < 3].reset_index(drop=True))
 
 
+@pytest.mark.parametrize("damage", ["wrong_size", "garbage", "pickled"])
+def test_hopper_cache_that_does_not_match_its_name_is_refused(tmp_path, damage):
+    # No simulation needed: the damaged cache is found first, and must be refused, not trusted.
+    path = tmp_path / "hopper_n5_steps20_seed123.npy"
+    if damage == "wrong_size":
+        np.save(path, np.zeros((2, 20, 14)))
+    elif damage == "garbage":
+        path.write_bytes(b"not an array")
+    else:
+        np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="Hopper cache file .* delete it"):
+        make_hopper(n_series=4, n_steps=20, cache_dir=tmp_path)
+
+
 def test_hopper_joint_order_matches_dm_control():
     pytest.importorskip("dm_control")
     from dm_control import suite

@@ -166,14 +166,35 @@ def hopper_array(
     directory = _cache_directory(cache_dir)
     cached = _find_cache(directory, n_series, n_steps, random_state)
     if cached is not None:
-        # Memory-mapped, so taking a prefix of a large cache reads only that prefix.
-        return np.array(np.load(cached, mmap_mode="r")[:n_series])
+        return _read_cache(cached, n_series, n_steps)
     trajectories = _simulate(n_series, n_steps, random_state)
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / _CACHE_NAME.format(n_series=n_series, n_steps=n_steps, seed=random_state)
     partial = target.with_name(f"{target.stem}.{os.getpid()}.partial.npy")
     np.save(partial, trajectories)
     os.replace(partial, target)  # atomic: a reader never sees a half-written cache file
+    return trajectories
+
+
+def _read_cache(path: Path, n_series: int, n_steps: int) -> np.ndarray:
+    """The first ``n_series`` trajectories of a cache file, checked against what its name promises."""
+    size = int(_CACHE_PATTERN.fullmatch(path.name).group(1))
+    try:
+        # Memory-mapped, so taking a prefix of a large cache reads only that prefix.
+        stored = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise ValueError(
+            f"The Hopper cache file {str(path)!r} is unreadable ({type(error).__name__}: {error}); delete it "
+            "and call make_hopper again to regenerate it."
+        ) from error
+    if stored.shape != (size, n_steps, len(HOPPER_FEATURES)) or not np.issubdtype(stored.dtype, np.floating):
+        raise ValueError(
+            f"The Hopper cache file {str(path)!r} holds an array of shape {stored.shape} and dtype {stored.dtype}, "
+            f"but its name promises ({size}, {n_steps}, {len(HOPPER_FEATURES)}) floats; delete it and call make_hopper again."
+        )
+    trajectories = np.array(stored[:n_series])
+    if not np.isfinite(trajectories).all():
+        raise ValueError(f"The Hopper cache file {str(path)!r} holds non-finite values; delete it and call make_hopper again.")
     return trajectories
 
 
