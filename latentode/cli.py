@@ -884,6 +884,7 @@ def _run_fit(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if output.is_dir():
         raise _InputError(f"Output {args.output!r} is a folder; give a file name for the model.")
+    _check_writable(output)
     frame = _read_table(args.data, what="Data file", time_col=args.time_col)
     _check_columns(
         frame,
@@ -915,6 +916,21 @@ def _run_fit(args: argparse.Namespace) -> int:
         print(f"  {key:<11} {value:.6g}" if isinstance(value, float) else f"  {key:<11} {value}")
     print(f"Saved model to {output}")
     return 0
+
+
+def _check_writable(output: Path) -> None:
+    """Refuse, before training, an output file that could not be written afterwards."""
+    folder = output.parent
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise _InputError(f"Cannot write {str(output)!r}: {str(existing)!r} is not a writable folder.")
+    if folder.exists():
+        probe = folder / f".{output.name}.{os.getpid()}.probe"
+        try:
+            probe.touch()
+            probe.unlink()
+        except OSError as error:
+            raise _InputError(f"Cannot write {str(output)!r} ({error.strerror or error}); choose another path.") from None
 
 
 def _check_output_table(path: str) -> None:

@@ -257,6 +257,13 @@ BAD_INPUTS = {
         "(0, 1)",
     ),
     "no command": ([], "COMMAND"),
+    "unwritable model output, refused before training": (
+        ["fit", "{p}/sines.csv", "-o", "/proc/m.lode"], "Cannot write '/proc/m.lode'"
+    ),
+    "bad device": (
+        ["predict", "{p}/model.lode", "{p}/sines.csv", "--times", "1", "--device", "bogus", "-o", "{p}/x.csv"],
+        "Invalid device 'bogus'",
+    ),
 }
 
 
