@@ -7,18 +7,11 @@ trajectories (projected on their first two principal components) coloured by the
 The model is never told the direction; if the latent space separates the two kinds of spiral, it found
 the distinction by itself.
 
-Getting the latent path uses the fitted torch module and two private helpers of the estimator, which is
-fine in an example but not a stable API::
-
-    series = model._read(frame)                 # validated SeriesSet in sorted id order
-    batch = model._scaled(series).to_batch()    # scaled times and values, padded (an IrregularBatch)
-    mean, std = model.module_.encode(batch)     # q(z0), each (series, latent_dim)
-    states = model.module_.latent_states(mean[None], batch.first_times, queries)[0]
-
-where ``queries`` (series, times) are scaled times (``model.time_scaler_.transform``). z0 alone, without
-private helpers, is ``model.transform(frame)`` (the posterior mean, one row per series): the script also
-reports how well a logistic regression on z0 recovers the direction (trained on the training series,
-scored on the held-out ones).
+The latent path comes from :meth:`latentode.LatentODE.latent_trajectories`, which takes the same
+``times`` as ``predict`` and returns a DataFrame with one ``latent<k>`` column per latent dimension. z0
+alone is ``model.transform(frame)`` (the posterior mean, one row per series): the script also reports how
+well a logistic regression on z0 recovers the direction (trained on the training series, scored on the
+held-out ones).
 
 Run::
 
@@ -37,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from matplotlib.figure import Figure
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
@@ -89,14 +81,9 @@ SMALL = Sizes(n_series=40, latent_dim=4, hidden_dim=16, encoder_dim=16, max_epoc
 
 def latent_paths(model: LatentODE, frame: pd.DataFrame, times: np.ndarray) -> np.ndarray:
     """Latent states (series, len(times), state) from the posterior mean of z0, series in sorted id order."""
-    series = model._read(frame)
-    batch = model._scaled(series).to_batch(dtype=torch.float32, device=model.device_)
-    scaled_times = model.time_scaler_.transform(times)
-    queries = torch.as_tensor(scaled_times, dtype=torch.float32, device=model.device_).expand(batch.batch_size, -1)
-    with torch.no_grad():
-        mean, _ = model.module_.encode(batch)
-        states = model.module_.latent_states(mean[None], batch.first_times, queries)[0]
-    return states.cpu().numpy()
+    paths = model.latent_trajectories(frame, times)
+    columns = model.get_feature_names_out().tolist()
+    return paths[columns].to_numpy().reshape(paths[model.id_col].nunique(), len(times), len(columns))
 
 
 def save_png(fig: Figure, path: Path, dpi: int) -> None:

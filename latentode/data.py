@@ -333,7 +333,7 @@ class SeriesSet:
 
 def _check_columns(df: pd.DataFrame, required: Sequence[str], what: str) -> None:
     if isinstance(df.columns, pd.MultiIndex):
-        raise ValueError(
+        raise TypeError(
             f"{what} has MultiIndex columns; flatten them to one level of names first, e.g. "
             "df.columns = ['_'.join(map(str, c)) for c in df.columns]."
         )

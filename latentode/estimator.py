@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import os
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -72,6 +73,15 @@ def _resolve_device(device: str | torch.device) -> torch.device:
     return resolved
 
 
+def _scale_series(series: SeriesSet, time_scaler: TimeScaler, feature_scaler: FeatureScaler, *,
+                  relative: bool) -> SeriesSet:
+    """Scaled copy of ``series``; with ``relative`` each series' times start at 0 (shifted in float64)."""
+    times = time_scaler.transform(series.times)
+    if relative:
+        times = times - np.repeat(times[series.offsets[:-1]], np.diff(series.offsets))
+    return dataclasses.replace(series, times=times, values=feature_scaler.transform(series.values))
+
+
 def _data_digest(series: SeriesSet) -> str:
     """SHA-256 of a series set's ids, times and values: a checkpoint resumes only on the data it was written for."""
     digest = hashlib.sha256()
@@ -126,9 +136,20 @@ class _SeriesEstimator(BaseEstimator):
         return _DTYPES[self.dtype]
 
     def _scaled(self, series: SeriesSet) -> SeriesSet:
-        return dataclasses.replace(
-            series, times=self.time_scaler_.transform(series.times), values=self.feature_scaler_.transform(series.values)
-        )
+        """``series`` in the model's units: scaled values, and scaled times (see :meth:`_time_shifts`)."""
+        return _scale_series(series, self.time_scaler_, self.feature_scaler_, relative=not self.time_dependent)
+
+    def _time_shifts(self, series: SeriesSet) -> np.ndarray:
+        """Per series, the scaled time subtracted from its times (and queries) before they become tensors.
+
+        Models that do not read time itself (``time_dependent=False``) only see time differences, so each
+        series is moved to start at 0 in float64 first: its gaps then keep their precision when cast to
+        float32, however far the series lies from the training data's time origin (Unix-time data a year
+        after training, say). Time-dependent models read absolute scaled time, and nothing is shifted.
+        """
+        if self.time_dependent:
+            return np.zeros(series.n_series)
+        return self.time_scaler_.transform(series.times[series.offsets[:-1]])
 
     def _read(self, X: pd.DataFrame) -> SeriesSet:
         self._check_fitted()
@@ -170,10 +191,10 @@ class _SeriesEstimator(BaseEstimator):
             f"{type(self.random_state).__name__}."
         )
 
-    _INT_PARAMS: dict[str, int] = {"max_epochs": 1, "batch_size": 1, "verbose": 0}
+    _INT_PARAMS: ClassVar[dict[str, int]] = {"max_epochs": 1, "batch_size": 1, "verbose": 0}
     """Integer parameters and their smallest allowed value (subclasses add their own)."""
 
-    _POSITIVE_PARAMS: tuple[str, ...] = ("learning_rate",)
+    _POSITIVE_PARAMS: ClassVar[tuple[str, ...]] = ("learning_rate",)
     """Real parameters that must be finite and > 0."""
 
     def _check_params(self) -> None:
@@ -241,12 +262,9 @@ class _SeriesEstimator(BaseEstimator):
         time_scaler = TimeScaler().fit(fit_on.times, fit_on.offsets)
         feature_scaler = FeatureScaler().fit(fit_on.values)
 
-        def scale(part: SeriesSet) -> SeriesSet:
-            return dataclasses.replace(part, times=time_scaler.transform(part.times),
-                                       values=feature_scaler.transform(part.values))
-
-        train = scale(train_raw)
-        valid = scale(valid_raw) if valid_raw is not None else None
+        train = _scale_series(train_raw, time_scaler, feature_scaler, relative=not self.time_dependent)
+        valid = (_scale_series(valid_raw, time_scaler, feature_scaler, relative=not self.time_dependent)
+                 if valid_raw is not None else None)
         module = self._make_module(len(series.feature_names), seed, device)
         fingerprint = {
             "estimator": type(self).__name__,
@@ -298,13 +316,16 @@ class _SeriesEstimator(BaseEstimator):
 
     # -- prediction ------------------------------------------------------------------------------------
     def _query_batches(self, X: pd.DataFrame, times) -> tuple[SeriesSet, SeriesSet, list[np.ndarray], list[pd.Series]]:
-        """The context series as read and as scaled, and per series the encoded and the raw query times."""
+        """The context series as read and as scaled, and per series the query times in the model's units
+        (scaled, and shifted as the series' own times are) and as the user gave them."""
         series = self._read(X)
         encoded, raw = read_queries(times, series, self._spec())
-        return series, self._scaled(series), encoded, raw
+        shifts = self._time_shifts(series)
+        queries = [self.time_scaler_.transform(t) - shift for t, shift in zip(encoded, shifts)]
+        return series, self._scaled(series), queries, raw
 
-    def _iterate(self, scaled: SeriesSet, encoded: list[np.ndarray]):
-        """Yield (positions, context batch, scaled query tensor (batch, queries), query counts) per batch.
+    def _iterate(self, scaled: SeriesSet, queries: list[np.ndarray]):
+        """Yield (positions, context batch, query tensor (batch, queries), query counts) per batch.
 
         Rows with fewer queries than the widest are padded by repeating their last query (ignored later).
         """
@@ -312,11 +333,11 @@ class _SeriesEstimator(BaseEstimator):
         for start in range(0, scaled.n_series, self.batch_size):
             positions = np.arange(start, min(start + self.batch_size, scaled.n_series))
             context = scaled.to_batch(positions, dtype=dtype, device=self.device_)
-            counts = [len(encoded[p]) for p in positions]
+            counts = [len(queries[p]) for p in positions]
             width = max(max(counts), 1)
             q = np.zeros((len(positions), width))
             for row, p in enumerate(positions):
-                t = self.time_scaler_.transform(encoded[p])
+                t = queries[p]
                 q[row, : len(t)] = t
                 q[row, len(t):] = t[-1] if len(t) else float(context.times[row, 0])
             yield positions, context, torch.as_tensor(q, dtype=dtype, device=self.device_), counts
@@ -524,9 +545,9 @@ class LatentODE(TransformerMixin, _SeriesEstimator):
     4
     """
 
-    _INT_PARAMS = {**_SeriesEstimator._INT_PARAMS, "latent_dim": 1, "hidden_dim": 1, "encoder_dim": 1, "n_layers": 0,
+    _INT_PARAMS: ClassVar[dict[str, int]] = {**_SeriesEstimator._INT_PARAMS, "latent_dim": 1, "hidden_dim": 1, "encoder_dim": 1, "n_layers": 0,
                    "augment_dim": 0, "n_samples": 1, "kl_warmup_epochs": 0}
-    _POSITIVE_PARAMS = ("learning_rate", "grid_step", "rtol", "atol")
+    _POSITIVE_PARAMS: ClassVar[tuple[str, ...]] = ("learning_rate", "grid_step", "rtol", "atol")
 
     def _check_params(self) -> None:
         super()._check_params()
@@ -741,6 +762,24 @@ class LatentODE(TransformerMixin, _SeriesEstimator):
             return pd.DataFrame(Z, index=series.ids, columns=self.get_feature_names_out())
         return Z
 
+    def latent_trajectories(self, X: pd.DataFrame, times) -> pd.DataFrame:
+        """The latent path z(t) from the posterior mean of z0, at the query ``times`` of each series in ``X``.
+
+        ``times`` takes the forms :meth:`predict` takes. Returns columns id, time, then ``latent0`` ...
+        ``latent{d-1}`` (the first ``latent_dim`` state dimensions; augmented ones are left out), rows as in
+        :meth:`predict`. At each series' first observed time this is :meth:`transform`'s z0.
+        """
+        series, scaled, encoded, raw = self._query_batches(X, times)
+        paths = [None] * series.n_series
+        with torch.no_grad():
+            for positions, context, queries, counts in self._iterate(scaled, encoded):
+                mean, _ = self.module_.encode(context)
+                states = self.module_.latent_states(mean[None], context.first_times, queries)[0]
+                states = states[..., : self.latent_dim].cpu().numpy().astype(np.float64)
+                for row, p in enumerate(positions):
+                    paths[p] = states[row, : counts[row]]
+        return to_frame(series.ids, raw, paths, self.get_feature_names_out().tolist(), self._spec(), long=False)
+
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         self._check_fitted()
         return np.array([f"latent{i}" for i in range(self.latent_dim)], dtype=object)
@@ -755,7 +794,7 @@ class ODERNN(_SeriesEstimator):
     Parameters are those of :class:`LatentODE` that apply, plus ``cell`` and ``hidden_dim`` (GRU state).
     """
 
-    _INT_PARAMS = {**_SeriesEstimator._INT_PARAMS, "hidden_dim": 1, "ode_hidden_dim": 1, "n_layers": 0}
+    _INT_PARAMS: ClassVar[dict[str, int]] = {**_SeriesEstimator._INT_PARAMS, "hidden_dim": 1, "ode_hidden_dim": 1, "n_layers": 0}
 
     def __init__(
         self,

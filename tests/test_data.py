@@ -550,7 +550,7 @@ def test_features_may_not_take_the_names_of_returned_columns(name):
 def test_multiindex_columns_are_refused():
     wide = make_wide()
     wide.columns = pd.MultiIndex.from_tuples([(c, "") for c in wide.columns])
-    with pytest.raises(ValueError, match="MultiIndex columns; flatten"):
+    with pytest.raises(TypeError, match="MultiIndex columns; flatten"):
         read_frame(wide, WIDE)
 
 

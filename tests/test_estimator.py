@@ -651,3 +651,29 @@ def test_calibrated_noise_survives_save_and_load(tmp_path):
     test = noisy_sines(5, seed=2)
     pd.testing.assert_frame_equal(loaded.predict_interval(test, [1.0, 2.0], random_state=0),
                                   model.predict_interval(test, [1.0, 2.0], random_state=0))
+
+
+def test_autonomous_predictions_do_not_move_with_the_clock(small):
+    # Minute-long series timed in datetimes; the same series a year later must get the same predictions
+    # (an autonomous model sees only time differences), which needs gaps that keep their float32 precision.
+    start = pd.Timestamp("2024-01-01")
+    frame = small.assign(time=start + pd.to_timedelta(small["time"] * 6, unit="s"))
+    model = LatentODE(**TINY).fit(frame)
+    later = pd.Timedelta(days=365)
+    queries = frame.groupby("id")["time"].agg(["min", "max"])
+    times = {i: [row["min"], row["min"] + (row["max"] - row["min"]) / 3, row["max"] + pd.Timedelta(seconds=5)]
+             for i, row in queries.iterrows()}
+    now = model.predict(frame, times)
+    moved = model.predict(frame.assign(time=frame["time"] + later), {i: [t + later for t in ts] for i, ts in times.items()})
+    np.testing.assert_allclose(moved[["a", "b"]].to_numpy(), now[["a", "b"]].to_numpy(), rtol=0, atol=1e-5)
+    assert (moved["time"] - now["time"] == later).all()
+
+
+def test_latent_trajectories_start_at_the_posterior_mean_of_z0(fitted, sines_test):
+    first = sines_test.groupby("id")["time"].min()
+    paths = fitted.latent_trajectories(sines_test, {i: [t, t + 1.0] for i, t in first.items()})
+    columns = [f"latent{k}" for k in range(fitted.latent_dim)]
+    assert paths.columns.tolist() == ["id", "time", *columns]
+    at_start = paths.groupby("id").head(1)[columns].to_numpy()
+    np.testing.assert_allclose(at_start, fitted.transform(sines_test), atol=1e-5)
+    assert not np.allclose(paths.groupby("id").tail(1)[columns].to_numpy(), at_start)
