@@ -88,8 +88,11 @@ class Sizes:
 
 FULL = Sizes(n_train_patients=None, latent_dim=8, hidden_dim=32, encoder_dim=32, rnn_hidden_dim=32, max_epochs=300, max_time=90.0,
              n_interval_samples=200, dpi=90)
+SMALL_SAFETY_SECONDS = 120.0
+"""The small run stops on its epoch count, not on the clock (so tests do not depend on machine load);
+this only caps a pathologically slow machine."""
 SMALL = Sizes(n_train_patients=60, latent_dim=4, hidden_dim=16, encoder_dim=16, rnn_hidden_dim=16, max_epochs=2,
-              max_time=2.0,
+              max_time=SMALL_SAFETY_SECONDS,
               n_interval_samples=30, dpi=70)
 
 
