@@ -10,7 +10,10 @@ Two reparametrisations make one batched solver call serve series whose timestamp
 * **Relative time** (:func:`solve_at_times`): z0 of series ``i`` is anchored at ``anchor[i]``. Integrating in
   ``s = |t - anchor[i]|`` (forwards for later times, backwards for earlier ones) puts every series on one
   shared grid ``s_n = n * grid_step``; each series' own query times are then read off that grid by cubic
-  Hermite interpolation (a gather plus a few tensor ops). The number of solver steps depends on the largest
+  Lagrange interpolation through the four grid points around each query (a gather plus a few tensor ops,
+  no further evaluations of the vector field; for grid step ``h`` the error is at most
+  ``h^4 max|d^4 z/dt^4| / 24`` in the first cell from the anchor and ``9/384`` instead of ``1/24`` beyond:
+  about 1e-4 for an oscillation of 2 cycles per scaled time unit at the default ``grid_step``). The number of solver steps depends on the largest
   ``|query - anchor|`` in the batch, not on how many distinct query times there are; predictions at a time
   do not depend on which other times were asked for (up to adaptive solvers' tolerance).
 """
@@ -28,6 +31,9 @@ __all__ = ["DEFAULT_GRID_STEP", "MAX_GRID_POINTS", "GapField", "RelativeTimeFiel
 
 DEFAULT_GRID_STEP = 0.02
 """Spacing of the shared output grid, in scaled time units (the median series spans 1 unit): 50 per series."""
+
+LAGRANGE_EXTRA_CELLS = 2
+"""Grid cells solved beyond the farthest query, so that its cubic interpolation stencil is complete."""
 
 MAX_GRID_POINTS = 200_000
 """Refuse to solve over more grid points than this (a query absurdly far from its series' anchor)."""
@@ -67,17 +73,6 @@ def evolve(func: nn.Module, z: Tensor, start: Tensor, delta: Tensor, config: Sol
         return z + field(torch.zeros((), dtype=z.dtype, device=z.device), z)
     s = torch.tensor([0.0, 1.0], dtype=z.dtype, device=z.device)
     return odesolve(field, z, s, config)[-1]
-
-
-def _hermite(z0: Tensor, z1: Tensor, f0: Tensor, f1: Tensor, u: Tensor, h: float) -> Tensor:
-    u = u[..., None]
-    u2, u3 = u * u, u * u * u
-    return (
-        (2 * u3 - 3 * u2 + 1) * z0
-        + (u3 - 2 * u2 + u) * h * f0
-        + (-2 * u3 + 3 * u2) * z1
-        + (u3 - u2) * h * f1
-    )
 
 
 def solve_at_times(
@@ -120,6 +115,10 @@ def solve_at_times(
     if config.is_fixed_step and config.step_size is not None and not residual:
         grid_step = config.step_size
     n_cells = max(1, math.ceil(span / grid_step - 1e-9))
+    if not residual:
+        # Two more cells than the farthest query needs: every query's cubic stencil (cells c-1 .. c+2) then
+        # lies on the grid, so the stencil of a query never depends on the other queries.
+        n_cells += LAGRANGE_EXTRA_CELLS
     if n_cells + 1 > MAX_GRID_POINTS:
         raise ValueError(
             f"A query time lies {span:.3g} scaled time units from its series' anchor, which needs "
@@ -153,12 +152,17 @@ def solve_at_times(
     if backwards:
         row = torch.where(rel < 0, row + rows, row)
     cell = torch.clamp((dist / grid_step).floor().long(), max=n_cells - 1)
-    u = (dist - cell.to(dist.dtype) * grid_step) / grid_step
-    left, right = path[cell, row], path[cell + 1, row]
     if residual:
+        u = (dist - cell.to(dist.dtype) * grid_step) / grid_step
+        left, right = path[cell, row], path[cell + 1, row]
         return left + u[..., None] * (right - left)
-    # Derivatives with respect to s on the grid, in one batched evaluation.
-    n_grid, n_rows = path.shape[:2]
-    flat_field = RelativeTimeField(func, anchors.repeat(n_grid), direction.repeat(n_grid))
-    slopes = flat_field(grid.repeat_interleave(n_rows), path.reshape(-1, dim)).reshape(n_grid, n_rows, dim)
-    return _hermite(left, right, slopes[cell, row], slopes[cell + 1, row], u, grid_step)
+    # Cubic Lagrange interpolation through grid points first .. first + 3, first = max(cell - 1, 0).
+    first = torch.clamp(cell - 1, min=0)
+    x = (dist / grid_step - first.to(dist.dtype))[..., None]  # position within the stencil, in [0, 3]
+    weights = (
+        -(x - 1) * (x - 2) * (x - 3) / 6,
+        x * (x - 2) * (x - 3) / 2,
+        -x * (x - 1) * (x - 3) / 2,
+        x * (x - 1) * (x - 2) / 6,
+    )
+    return sum(w * path[first + k, row] for k, w in enumerate(weights))

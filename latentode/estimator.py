@@ -307,7 +307,8 @@ class _SeriesEstimator(BaseEstimator):
             module.eval()
         self.history_ = trainer.history
         self.n_epochs_ = trainer.epoch
-        self.best_epoch_ = trainer.best_epoch
+        # Without early stopping the last epoch's weights are kept, so that is the epoch the model holds.
+        self.best_epoch_ = trainer.best_epoch if trainer.best_state is not None else trainer.epoch
         self._after_fit(valid)
         return self
 
@@ -531,6 +532,8 @@ class LatentODE(TransformerMixin, _SeriesEstimator):
     history_ : list of dict
         Per epoch: train_loss, train_mse, kl, kl_weight, nfe, lr, valid_loss, valid_mse, seconds.
     n_epochs_, best_epoch_ : int
+        Epochs trained, and the epoch whose weights the model holds (the best validation epoch under early
+        stopping, else the last).
     interval_noise_std_ : pandas.Series
         Observation noise std per feature, in original units, that :meth:`sample` and
         :meth:`predict_interval` add (see ``calibrate_intervals``).

@@ -248,3 +248,31 @@ def test_solve_at_times_adjoint_matches_backprop(method):
 
     for a, b in zip(gradients(False), gradients(True), strict=True):
         assert torch.allclose(a, b, atol=1e-6, rtol=1e-5)
+
+
+class Oscillator(nn.Module):
+    """z' = omega (z2, -z1): a rotation at ``omega`` radians per unit time; exact (cos, -sin)(omega t)."""
+
+    def __init__(self, omega: float) -> None:
+        super().__init__()
+        self.omega = omega
+
+    def forward(self, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self.omega * torch.stack([z[..., 1], -z[..., 0]], dim=-1)
+
+
+@pytest.mark.parametrize("omega", [5.0, 12.6, 25.0])
+@pytest.mark.parametrize("grid_step", [0.02, 0.05])
+def test_interpolation_between_grid_points_keeps_its_error_bound(omega, grid_step):
+    # Queries everywhere between the grid points, forwards and backwards; the solver is exact to 1e-9, so
+    # the error is the cubic interpolation's: at most h^4 max|z''''| / 24 = (omega h)^4 / 24 (reached in the
+    # first cell, whose stencil is one-sided; 9/384 instead of 1/24 everywhere else).
+    z0 = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    queries = torch.linspace(-1, 1, 997, dtype=torch.float64)[None]
+    out = solve_at_times(Oscillator(omega), z0, torch.zeros(1, dtype=torch.float64), queries,
+                         SolverConfig("dopri5", rtol=1e-10, atol=1e-12), grid_step=grid_step)
+    exact = torch.stack([torch.cos(omega * queries), -torch.sin(omega * queries)], dim=-1)
+    bound = (omega * grid_step) ** 4 / 24 + 1e-8
+    error = float((out - exact).abs().max())
+    assert error <= bound, (error, bound)
+    assert error > bound / 100  # the bound is tight, so this test would notice a coarser scheme

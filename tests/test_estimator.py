@@ -136,7 +136,14 @@ def test_pipeline_with_classifier(small):
     pipe = Pipeline([("latent", LatentODE(**TINY)), ("clf", LogisticRegression())]).fit(small, labels)
     assert pipe.predict(small).shape == (len(ids),)
     assert pipe.predict_proba(small).shape == (len(ids), 2)
-    assert 0.0 <= pipe.score(small, labels) <= 1.0
+    # The classifier saw one latent row per series, in sorted-id order, aligned with the labels.
+    Z = pipe.named_steps["latent"].transform(small)
+    manual = LogisticRegression().fit(Z, labels)
+    np.testing.assert_allclose(pipe.predict_proba(small), manual.predict_proba(Z))
+    assert pipe.score(small, labels) == manual.score(Z, labels)
+    # New series at predict time: rows follow the sorted ids of the frame given.
+    subset = small[small["id"].isin(ids[[5, 1, 3]])]
+    np.testing.assert_allclose(pipe.predict_proba(subset), manual.predict_proba(Z[[1, 3, 5]]), atol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +31,16 @@ def test_quick_start_runs_as_written(tmp_path, monkeypatch):
     assert (band["heart_rate_lower"] <= band["heart_rate_upper"]).all()
     assert Z.shape == (namespace["df"]["id"].nunique(), 8)
     assert (tmp_path / "vitals.latentode").exists()
+    # The reloaded model predicts exactly what the fitted one does.
+    model, df = namespace["model"], namespace["df"]
+    pd.testing.assert_frame_equal(namespace["same"], model.predict(df, times=[0, 12]))
+    draws = namespace["draws"]
+    assert sorted(draws["sample"].unique()) == list(range(20)) and set(draws["id"]) == {"p0"}
+    # It learned: at the observed times, its heart rate is far closer than the training mean.
+    observed = model.predict(df, df[["id", "time"]])
+    truth = df.sort_values(["id", "time"], kind="stable")["heart_rate"].to_numpy()
+    mse = np.mean((observed["heart_rate"].to_numpy() - truth) ** 2)
+    assert mse < 0.5 * np.var(truth)
 
 
 def test_ci_runs_the_readme_test_command():

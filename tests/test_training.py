@@ -115,6 +115,11 @@ def test_early_stopping_stops_when_validation_stalls(small):
     assert len(model.history_) == 3
 
 
+def test_without_early_stopping_the_model_holds_the_last_epoch(small):
+    model = LatentODE(**{**TINY, "max_epochs": 3, "early_stopping_patience": None}).fit(small)
+    assert model.n_epochs_ == model.best_epoch_ == 3
+
+
 def test_early_stopping_restores_best_weights():
     module = nn.Linear(2, 1)
     trainer = SimpleNamespace(module=module, best_loss=None, best_epoch=0, best_state=None, stop=False)
