@@ -10,7 +10,7 @@ from torchdiffeq._impl.odeint import SOLVERS as _TORCHDIFFEQ_SOLVERS
 
 from .exceptions import SolverError
 
-__all__ = ["ADAPTIVE_METHODS", "FIXED_STEP_METHODS", "SolverConfig", "odesolve"]
+__all__ = ["ADAPTIVE_METHODS", "FIXED_STEP_METHODS", "SolverConfig", "odesolve", "solver_error"]
 
 FIXED_STEP_METHODS = ("euler", "midpoint", "heun2", "heun3", "rk4", "implicit_adams")
 """torchdiffeq methods that step on a fixed grid (need ``step_size``). torchdiffeq's ``explicit_adams`` is
@@ -99,12 +99,29 @@ def odesolve(func: nn.Module, y0: Tensor, t: Tensor, config: SolverConfig | None
         return solver(func, y0, t, rtol=config.rtol, atol=config.atol, method=config.method,
                       options=config.options(), **kwargs)
     except AssertionError as error:
-        message = str(error)
-        if "underflow in dt" in message:
-            raise SolverError(_UNDERFLOW_ADVICE.format(method=config.method, rtol=config.rtol, atol=config.atol)) from error
-        if "max_num_steps exceeded" in message:
-            raise SolverError(
-                f"The solver took more than max_steps={config.max_steps} steps ({config.method}, rtol={config.rtol}, "
-                f"atol={config.atol}). Raise max_steps, loosen the tolerances or use a fixed-step method."
-            ) from error
-        raise
+        translated = solver_error(error, config)
+        if translated is None:
+            raise
+        raise translated from error
+
+
+def solver_error(error: BaseException, config: SolverConfig | None = None) -> SolverError | None:
+    """The :class:`SolverError` with advice for torchdiffeq's step-size underflow or step-cap assertion, else None.
+
+    Used around forward solves, and around the backward pass, where an adjoint solve can fail the same way.
+    """
+    if not isinstance(error, AssertionError):
+        return None
+    message = str(error)
+    method = config.method if config else "the latent ODE's solver"
+    rtol = config.rtol if config else "rtol"
+    atol = config.atol if config else "atol"
+    if "underflow in dt" in message:
+        return SolverError(_UNDERFLOW_ADVICE.format(method=method, rtol=rtol, atol=atol))
+    if "max_num_steps exceeded" in message:
+        cap = config.max_steps if config else "max_steps"
+        return SolverError(
+            f"The solver took more than max_steps={cap} steps ({method}, rtol={rtol}, atol={atol}). Raise max_steps, "
+            "loosen the tolerances or use a fixed-step method."
+        )
+    return None

@@ -17,6 +17,7 @@ from torch import nn
 from . import distributed
 from .batch import IrregularBatch
 from .data import SeriesSet
+from .solve import solver_error
 
 __all__ = [
     "MAX_GRAD_NORM",
@@ -407,7 +408,13 @@ class Trainer:
                 )
             self.optimizer.zero_grad(set_to_none=True)
             nfe = self.module.nfe  # forward evaluations only, read before the backward pass adds adjoint ones
-            terms.loss.backward()
+            try:
+                terms.loss.backward()
+            except AssertionError as error:  # an adjoint solve in the backward pass can underflow too
+                translated = solver_error(error)
+                if translated is None:
+                    raise
+                raise translated from error
             nn.utils.clip_grad_norm_(self.module.parameters(), MAX_GRAD_NORM)
             self.optimizer.step()
             self.step += 1

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from latentode.exceptions import LatentODEError, SolverError
-from latentode.solve import ADAPTIVE_METHODS, FIXED_STEP_METHODS, SolverConfig, odesolve
+from latentode.solve import ADAPTIVE_METHODS, FIXED_STEP_METHODS, SolverConfig, odesolve, solver_error
 from latentode.vector_fields import MLPVectorField, make_activation, mlp
 
 DTYPES = (torch.float32, torch.float64)
@@ -305,3 +305,10 @@ def test_exact_solutions_are_consistent():
         for k, s in enumerate(t.tolist()):
             expected = y0 @ torch.as_tensor(scipy.linalg.expm(func.matrix.numpy() * s)).T
             assert torch.allclose(exact[k], expected, atol=1e-12)
+
+
+def test_solver_error_translates_only_torchdiffeq_assertions():
+    assert "underflow" in str(solver_error(AssertionError("underflow in dt 1e-20")))
+    assert "max_steps=7" in str(solver_error(AssertionError("max_num_steps exceeded (7)"), SolverConfig(max_steps=7)))
+    assert solver_error(AssertionError("something else")) is None
+    assert solver_error(ValueError("underflow in dt")) is None

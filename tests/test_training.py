@@ -3,6 +3,7 @@ checkpoints with resume and interruption, progress bar, determinism, context/tar
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from types import SimpleNamespace
 
@@ -15,6 +16,7 @@ from torch import nn
 
 import latentode.estimator as estimator_module
 from latentode import LatentODE, NotFittedError
+from latentode.exceptions import SolverError
 from latentode.data import FrameSpec, read_frame
 from latentode.latent_model import LatentODEModel, LossTerms
 from latentode.training import (
@@ -413,3 +415,26 @@ def test_extrapolation_context_target(batch):
             assert set(kept) | set(future) == point_sets(batch)[i]
         else:
             assert kept == future
+
+
+def test_solver_failure_in_the_backward_pass_is_a_solver_error(small, monkeypatch):
+    # An adjoint solve runs in the backward pass; torchdiffeq's step-size assertion there must come out as a
+    # SolverError with advice, as it does from a forward solve.
+    class FailsBackwards(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            raise AssertionError("underflow in dt 1e-20")
+
+    original = LatentODEModel.loss
+
+    def loss(self, *args, **kwargs):
+        terms = original(self, *args, **kwargs)
+        return dataclasses.replace(terms, loss=FailsBackwards.apply(terms.loss))
+
+    monkeypatch.setattr(LatentODEModel, "loss", loss)
+    with pytest.raises(SolverError, match="underflow"):
+        LatentODE(**TINY).fit(small)
