@@ -108,7 +108,7 @@ def solve_at_times(
     -------
     Tensor, shape (rows, queries, dim)
     """
-    rows, dim = z0.shape
+    rows = z0.shape[0]
     rel = queries - anchor[:, None]
     dist = rel.abs()
     span = float(dist.max()) if dist.numel() else 0.0
@@ -145,8 +145,6 @@ def solve_at_times(
         else:
             paths.append(odesolve(field, z0, grid, on_grid))
     path = torch.cat(paths, dim=1)  # (grid, rows * len(directions), dim)
-    anchors = anchor.repeat(len(directions))
-    direction = torch.cat(directions)
 
     row = torch.arange(rows, device=z0.device)[:, None].expand_as(rel)
     if backwards:

@@ -63,16 +63,33 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+PORT_ATTEMPTS = 3
+"""Launches tried with fresh ports when the rendezvous port was taken between choosing and binding it."""
+
+
+def _torchrun(args: list[str], env: dict) -> subprocess.CompletedProcess:
+    """``python -m torch.distributed.run --master-addr=127.0.0.1 --master-port=<free> *args``.
+
+    A port picked free can be taken by the time torchrun binds it (another process, or one just released);
+    only that failure is retried, with another port.
+    """
+    for _ in range(PORT_ATTEMPTS):
+        command = [sys.executable, "-m", "torch.distributed.run", "--master-addr=127.0.0.1",
+                   f"--master-port={_free_port()}", *args]
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
+        if result.returncode == 0 or "address already in use" not in result.stderr.lower():
+            return result
+    return result
+
+
 def _run(tmp_path, nproc: int, batch_size: int, epochs: int) -> list[dict]:
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)
     out = tmp_path / f"out{nproc}"
     out.mkdir()
     env = {**os.environ, "TEST_DIR": os.path.dirname(__file__), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", "--nnodes=1",
-               "--master-addr=127.0.0.1", f"--master-port={_free_port()}", str(script), str(out), str(batch_size),
-               str(epochs)]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
+    result = _torchrun([f"--nproc-per-node={nproc}", "--nnodes=1", str(script), str(out), str(batch_size),
+                        str(epochs)], env)
     assert result.returncode == 0, result.stderr[-3000:]
     return [json.loads((out / f"rank{r}.json").read_text()) for r in range(nproc)], out
 
@@ -111,11 +128,9 @@ def test_cli_fit_runs_under_torchrun_unchanged(tmp_path):
     data = tmp_path / "train.csv"
     make_frame().to_csv(data, index=False)
     model = tmp_path / "model.lode"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--master-addr=127.0.0.1",
-               f"--master-port={_free_port()}", "-m", "latentode", "fit", str(data), "--id-col", "id",
-               "--time-col", "time", "--model", "ode_rnn", "--epochs", "2", "-q", "-o", str(model)]
-    result = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
-                            timeout=300, check=False)
+    result = _torchrun(["--nproc-per-node=2", "-m", "latentode", "fit", str(data), "--id-col", "id", "--time-col",
+                        "time", "--model", "ode_rnn", "--epochs", "2", "-q", "-o", str(model)],
+                       {**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("Saved model") == 1  # rank 0 reports and saves, once
     assert ODERNN.load(model).n_epochs_ == 2
@@ -152,9 +167,7 @@ def test_unseeded_fit_uses_one_seed_on_every_rank(tmp_path):
     script = tmp_path / "seed.py"
     script.write_text(SEED_SCRIPT)
     env = {**os.environ, "TEST_DIR": os.path.dirname(__file__), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--master-addr=127.0.0.1",
-               f"--master-port={_free_port()}", str(script), str(tmp_path)]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
+    result = _torchrun(["--nproc-per-node=2", str(script), str(tmp_path)], env)
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"seed{r}.json").read_text()) for r in range(2)]
     assert ranks[0] == ranks[1]

@@ -16,8 +16,8 @@ from torch import nn
 
 import latentode.estimator as estimator_module
 from latentode import LatentODE, NotFittedError
-from latentode.exceptions import SolverError
 from latentode.data import FrameSpec, read_frame
+from latentode.exceptions import SolverError
 from latentode.latent_model import LatentODEModel, LossTerms
 from latentode.training import (
     Checkpoint,
