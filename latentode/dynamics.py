@@ -27,10 +27,15 @@ from torch import Tensor, nn
 
 from .solve import SolverConfig, odesolve
 
-__all__ = ["DEFAULT_GRID_STEP", "MAX_GRID_POINTS", "GapField", "RelativeTimeField", "evolve", "solve_at_times"]
+__all__ = [
+    "CELL_ROUNDING", "DEFAULT_GRID_STEP", "MAX_GRID_POINTS", "GapField", "RelativeTimeField", "evolve", "solve_at_times",
+]
 
 DEFAULT_GRID_STEP = 0.02
 """Spacing of the shared output grid, in scaled time units (the median series spans 1 unit): 50 per series."""
+
+CELL_ROUNDING = 1e-9
+"""A span within this many grid steps below a whole number of cells needs no extra cell (float rounding)."""
 
 LAGRANGE_EXTRA_CELLS = 2
 """Grid cells solved beyond the farthest query, so that its cubic interpolation stencil is complete."""
@@ -114,7 +119,7 @@ def solve_at_times(
     span = float(dist.max()) if dist.numel() else 0.0
     if config.is_fixed_step and config.step_size is not None and not residual:
         grid_step = config.step_size
-    n_cells = max(1, math.ceil(span / grid_step - 1e-9))
+    n_cells = max(1, math.ceil(span / grid_step - CELL_ROUNDING))
     if not residual:
         # Two more cells than the farthest query needs: every query's cubic stencil (cells c-1 .. c+2) then
         # lies on the grid, so the stencil of a query never depends on the other queries.

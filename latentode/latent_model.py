@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from .batch import IrregularBatch
-from .dynamics import DEFAULT_GRID_STEP, MAX_GRID_POINTS, solve_at_times
+from .dynamics import CELL_ROUNDING, DEFAULT_GRID_STEP, MAX_GRID_POINTS, solve_at_times
 from .encoders import DEFAULT_ENCODER_SOLVER, ODERNNEncoder
 from .likelihood import DEFAULT_NOISE_STD, GaussianLikelihood, gaussian_kl
 from .solve import SolverConfig
@@ -198,7 +198,7 @@ class LatentODEModel(nn.Module):
         rel = queries - anchor[:, None]
         dist = rel.abs()
         span = float(dist.max()) if dist.numel() else 0.0
-        n_cells = max(1, math.ceil(span / self.grid_step - 1e-9))
+        n_cells = max(1, math.ceil(span / self.grid_step - CELL_ROUNDING))
         if n_cells + 1 > MAX_GRID_POINTS:
             raise ValueError(
                 f"A query time lies {span:.3g} scaled time units from its series' anchor, which needs "

@@ -41,6 +41,9 @@ MAX_GRAD_NORM = 10.0
 DISTRIBUTED_SEED_STRIDE = 1_000_003
 """Under torchrun, rank r seeds its sampling generator with seed + r * this + epoch."""
 
+CONTEXT_ROUNDING = 1e-6
+"""Extrapolation context ``ceil(fraction * length)``: products within this of a whole number round down to it."""
+
 CHECKPOINT_FORMAT = 2
 """Version of the checkpoint layout; bumped when it changes incompatibly (2: records early stopping)."""
 
@@ -117,7 +120,7 @@ def make_context_target(
         single = batch.lengths[:, None] == 1
         return batch.select_points(keep), batch.select_points(hidden | (single & valid))
     step = torch.arange(batch.times.shape[1], device=batch.times.device)[None, :]
-    n_context = torch.ceil(context_fraction * batch.lengths.to(batch.times.dtype) - 1e-6).long().clamp(min=1)
+    n_context = torch.ceil(context_fraction * batch.lengths.to(batch.times.dtype) - CONTEXT_ROUNDING).long().clamp(min=1)
     n_context = torch.minimum(n_context, (batch.lengths - 1).clamp(min=1))
     context = valid & (step < n_context[:, None])
     future = valid & ((step >= n_context[:, None]) | ((batch.lengths[:, None] == 1) & (step == 0)))
