@@ -273,10 +273,12 @@ class Trainer:
         self.network = self.module
         if distributed.is_distributed():
             # Gradients are averaged across processes by PyTorch's DistributedDataParallel; the module's
-            # forward is its loss. Unused parameters (e.g. an encoder ODE on single-point batches) are allowed.
+            # forward is its loss. A parameter a batch does not use (e.g. the encoder ODE when every series in
+            # it has one point) still takes part in the backward pass with weight zero (see _run_epoch), so
+            # DDP need not search the graph for unused parameters every step (nor warn about it on every rank).
             self.network = nn.parallel.DistributedDataParallel(
                 self.module, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=True,
+                find_unused_parameters=False,
             )
         self.epoch, self.step, self.history = 0, 0, []
         self.best_loss, self.best_epoch, self.best_state = None, 0, None
@@ -411,8 +413,13 @@ class Trainer:
                 )
             self.optimizer.zero_grad(set_to_none=True)
             nfe = self.module.nfe  # forward evaluations only, read before the backward pass adds adjoint ones
+            loss_to_minimise = terms.loss
+            if self.network is not self.module:
+                loss_to_minimise = loss_to_minimise + 0.0 * sum(
+                    p.sum() for p in self.module.parameters() if p.requires_grad
+                )
             try:
-                terms.loss.backward()
+                loss_to_minimise.backward()
             except AssertionError as error:  # an adjoint solve in the backward pass can underflow too
                 translated = solver_error(error)
                 if translated is None:

@@ -172,3 +172,26 @@ def test_unseeded_fit_uses_one_seed_on_every_rank(tmp_path):
     ranks = [json.loads((tmp_path / f"seed{r}.json").read_text()) for r in range(2)]
     assert ranks[0] == ranks[1]
     assert ranks[0]["valid_rows"] > 0
+
+
+SINGLE_POINT_SCRIPT = textwrap.dedent(
+    """
+    import numpy as np, pandas as pd, torch
+    torch.set_num_threads(1)
+    from latentode import LatentODE
+    rng = np.random.default_rng(0)
+    # Every series has one point: the encoder's ODE is never used, yet DDP must not fail or warn.
+    frame = pd.DataFrame({"id": np.arange(16), "time": rng.uniform(0, 1, 16), "x": rng.normal(size=16)})
+    LatentODE(latent_dim=2, hidden_dim=8, encoder_dim=8, max_epochs=2, batch_size=4, device="cpu", verbose=0,
+              random_state=0).fit(frame)
+    """
+)
+
+
+@pytest.mark.slow
+def test_parameters_a_batch_does_not_use_neither_break_nor_warn(tmp_path):
+    script = tmp_path / "single.py"
+    script.write_text(SINGLE_POINT_SCRIPT)
+    result = _torchrun(["--nproc-per-node=2", str(script)], {**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "find_unused_parameters" not in result.stderr
