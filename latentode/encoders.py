@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from .batch import IrregularBatch
 from .dynamics import evolve
 from .solve import SolverConfig
-from .vector_fields import MLPVectorField
+from .vector_fields import MLPVectorField, make_activation
 
 __all__ = ["DEFAULT_ENCODER_SOLVER", "MIN_POSTERIOR_STD", "ODERNNEncoder"]
 
@@ -63,7 +63,9 @@ class ODERNNEncoder(nn.Module):
                            time_dependent=time_dependent)
             if gap == "ode" else None
         )
-        self.to_posterior = nn.Sequential(nn.Linear(hidden_dim, hidden_dim), nn.Tanh(), nn.Linear(hidden_dim, 2 * latent_dim))
+        self.to_posterior = nn.Sequential(
+            nn.Linear(hidden_dim, hidden_dim), make_activation(activation), nn.Linear(hidden_dim, 2 * latent_dim)
+        )
 
     def forward(self, batch: IrregularBatch) -> tuple[Tensor, Tensor]:
         times, values, mask = batch.times, batch.values, batch.mask

@@ -196,3 +196,8 @@ def test_batch_refuses_non_finite_observed_values_and_bad_lengths():
         IrregularBatch(times=batch.times, values=batch.values, mask=batch.mask, lengths=torch.tensor([6, 3]))
     with pytest.raises(TypeError, match="integer tensor"):
         IrregularBatch(times=batch.times, values=batch.values, mask=batch.mask, lengths=torch.tensor([5.0, 3.0]))
+
+
+def test_posterior_head_uses_the_configured_activation():
+    encoder = ODERNNEncoder(N_FEATURES, LATENT, activation="relu")
+    assert isinstance(encoder.to_posterior[1], torch.nn.ReLU)
