@@ -5,7 +5,7 @@ from importlib.metadata import PackageNotFoundError, version
 from .batch import IrregularBatch
 from .data import FrameSpec, SeriesSet, TimeCodec, read_frame, to_frame
 from .estimator import ODERNN, LatentODE
-from .exceptions import LatentODEError, ModelFileError, NotFittedError, SolverError
+from .exceptions import DistributedError, LatentODEError, ModelFileError, NotFittedError, SolverError
 from .plotting import plot_series
 from .preprocessing import FeatureScaler, TimeScaler
 from .splits import extrapolation_split, interpolation_split, train_test_split_series
@@ -17,6 +17,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 __all__ = [
     "ODERNN",
+    "DistributedError",
     "FeatureScaler",
     "FrameSpec",
     "IrregularBatch",

@@ -7,6 +7,7 @@ initialises the default process group (gloo on CPU, nccl on GPU). Without them e
 
 from __future__ import annotations
 
+import atexit
 import os
 
 import numpy as np
@@ -50,7 +51,15 @@ def setup(device: torch.device) -> bool:
         if device.type == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend=backend)
+        # Tear the group down before the interpreter exits: left running, its communication threads can make
+        # a rank abort at exit ("terminate called without an active exception"), failing the whole launch.
+        atexit.register(_teardown)
     return is_distributed()
+
+
+def _teardown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def local_device(device: torch.device) -> torch.device:

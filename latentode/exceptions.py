@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 
-__all__ = ["LatentODEError", "ModelFileError", "NotFittedError", "SolverError"]
+__all__ = ["DistributedError", "LatentODEError", "ModelFileError", "NotFittedError", "SolverError"]
 
 
 class LatentODEError(Exception):
@@ -21,3 +21,7 @@ class SolverError(LatentODEError, RuntimeError):
 
 class ModelFileError(LatentODEError, ValueError):
     """A saved model file is missing, truncated, tampered with, or from an incompatible version."""
+
+
+class DistributedError(LatentODEError, RuntimeError):
+    """Another process of a distributed (torchrun) fit failed, so this one stopped too instead of waiting."""

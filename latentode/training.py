@@ -17,6 +17,7 @@ from torch import nn
 from . import distributed
 from .batch import IrregularBatch
 from .data import SeriesSet
+from .exceptions import DistributedError
 from .solve import solver_error
 
 __all__ = [
@@ -404,13 +405,28 @@ class Trainer:
             context, target = make_context_target(batch, config.objective, config.context_fraction, self.generator)
             kl_weight = self._kl_weight(steps_per_epoch)
             self.module.reset_nfe()
-            terms = self.network(context, target, n_samples=config.n_samples, kl_weight=kl_weight,
-                                 iwae=config.iwae, generator=self.generator)
-            if not torch.isfinite(terms.loss):
-                raise FloatingPointError(
-                    f"The training loss became {float(terms.loss.detach())} at epoch {self.epoch + 1}. Lower learning_rate, "
-                    "use a fixed-step solver, or check the data for extreme values."
+            failure = None
+            try:
+                terms = self.network(context, target, n_samples=config.n_samples, kl_weight=kl_weight,
+                                     iwae=config.iwae, generator=self.generator)
+                if not torch.isfinite(terms.loss):
+                    raise FloatingPointError(
+                        f"The training loss became {float(terms.loss.detach())} at epoch {self.epoch + 1}. Lower "
+                        "learning_rate, use a fixed-step solver, or check the data for extreme values."
+                    )
+            except Exception as error:  # noqa: BLE001 (re-raised below, once every rank knows)
+                failure = error
+            # A failure on any rank stops every rank here; otherwise the others would wait forever for its
+            # gradients in DistributedDataParallel's exchange.
+            any_failed = (distributed.all_reduce_sum([float(failure is not None)], self.device)[0] > 0
+                          if distributed.is_distributed() else failure is not None)
+            if any_failed and failure is None:
+                failure = DistributedError(
+                    f"Another process of this distributed fit failed at epoch {self.epoch + 1} (its own error is in "
+                    "its output); this one stops with it."
                 )
+            if failure is not None:
+                raise failure
             self.optimizer.zero_grad(set_to_none=True)
             nfe = self.module.nfe  # forward evaluations only, read before the backward pass adds adjoint ones
             loss_to_minimise = terms.loss

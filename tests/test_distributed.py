@@ -195,3 +195,40 @@ def test_parameters_a_batch_does_not_use_neither_break_nor_warn(tmp_path):
     result = _torchrun(["--nproc-per-node=2", str(script)], {**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "find_unused_parameters" not in result.stderr
+
+
+FAILING_RANK_SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    import torch
+    torch.set_num_threads(1)
+    sys.path.insert(0, os.environ["TEST_DIR"])
+    from test_distributed import make_frame
+    from latentode import LatentODE
+    from latentode.latent_model import LatentODEModel
+
+    original, calls = LatentODEModel.loss, {"n": 0}
+
+    def loss(self, *args, **kwargs):
+        calls["n"] += 1
+        terms = original(self, *args, **kwargs)
+        if os.environ["RANK"] == "1" and calls["n"] == 3:  # rank 1's third step goes non-finite
+            terms = type(terms)(**{**vars(terms), "loss": terms.loss * float("nan")})
+        return terms
+
+    LatentODEModel.loss = loss
+    LatentODE(latent_dim=2, hidden_dim=8, encoder_dim=8, max_epochs=5, batch_size=4, validation_fraction=0.0,
+              device="cpu", verbose=0, random_state=0).fit(make_frame())
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_failure_on_one_rank_stops_every_rank_instead_of_hanging(tmp_path):
+    script = tmp_path / "fails.py"
+    script.write_text(FAILING_RANK_SCRIPT)
+    result = _torchrun(["--nproc-per-node=2", str(script)],
+                       {**os.environ, "TEST_DIR": os.path.dirname(__file__), "OMP_NUM_THREADS": "1"})
+    assert result.returncode != 0
+    assert "The training loss became nan" in result.stderr  # rank 1's own error
+    assert "DistributedError" in result.stderr and "Another process of this distributed fit failed" in result.stderr
