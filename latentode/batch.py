@@ -128,8 +128,8 @@ class IrregularBatch:
         times = torch.where(valid, times, last)
         gather3 = order[:, :, None].expand(-1, -1, self.values.shape[-1])
         mask = self.mask.gather(1, gather3) & valid[:, :, None]
-        values = torch.where(mask, self.values.gather(1, gather3), torch.zeros((), dtype=self.values.dtype))
-        return IrregularBatch(times=times, values=values, mask=mask, lengths=lengths)
+        # Entries the new mask leaves unobserved are zeroed by the constructor.
+        return IrregularBatch(times=times, values=self.values.gather(1, gather3), mask=mask, lengths=lengths)
 
     def __iter__(self):
         return iter(getattr(self, f.name) for f in fields(self))

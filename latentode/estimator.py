@@ -74,12 +74,35 @@ def _resolve_device(device: str | torch.device) -> torch.device:
 
 
 def _scale_series(series: SeriesSet, time_scaler: TimeScaler, feature_scaler: FeatureScaler, *,
-                  relative: bool) -> SeriesSet:
-    """Scaled copy of ``series``; with ``relative`` each series' times start at 0 (shifted in float64)."""
+                  relative: bool) -> tuple[SeriesSet, np.ndarray]:
+    """Scaled copy of ``series``, and per series the scaled time subtracted from its times.
+
+    With ``relative`` each series is moved to start at 0, in float64, before its times become tensors: models
+    that do not read time itself see only time differences, and the gaps then keep their precision in float32
+    however far the series lies from the training data's time origin (Unix-time data a year after training,
+    say). Without it (time-dependent models read absolute scaled time) the shifts are zero. Query times must
+    be shifted by the same amounts.
+    """
     times = time_scaler.transform(series.times)
-    if relative:
-        times = times - np.repeat(times[series.offsets[:-1]], np.diff(series.offsets))
-    return dataclasses.replace(series, times=times, values=feature_scaler.transform(series.values))
+    shifts = times[series.offsets[:-1]] if relative else np.zeros(series.n_series)
+    times = times - np.repeat(shifts, np.diff(series.offsets))
+    return dataclasses.replace(series, times=times, values=feature_scaler.transform(series.values)), shifts
+
+
+def _seed_from(random_state) -> int:
+    """An int seed from ``random_state``: an int, None (fresh entropy), a numpy RandomState or Generator."""
+    if random_state is None:
+        return int(np.random.SeedSequence().generate_state(1)[0])
+    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
+        return int(random_state)
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(np.iinfo(np.int32).max))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(np.iinfo(np.int32).max))
+    raise TypeError(
+        "random_state must be an int, None, a numpy RandomState or a numpy Generator, got "
+        f"{type(random_state).__name__}."
+    )
 
 
 def _data_digest(series: SeriesSet) -> str:
@@ -92,12 +115,12 @@ def _data_digest(series: SeriesSet) -> str:
 
 
 def _check_int(name: str, value, minimum: int, alternative: str = "") -> None:
-    """Raise unless ``value`` is an integer (not a bool) >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        extra = f" {alternative}" if alternative else ""
-        raise (TypeError if not isinstance(value, (int, np.integer)) or isinstance(value, bool) else ValueError)(
-            f"{name} must be an integer >= {minimum}{extra}, got {value!r}."
-        )
+    """Raise TypeError unless ``value`` is an integer (not a bool), ValueError unless it is >= ``minimum``."""
+    message = f"{name} must be an integer >= {minimum}{' ' + alternative if alternative else ''}, got {value!r}."
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(message)
+    if value < minimum:
+        raise ValueError(message)
 
 
 def _check_real(name: str, value, *, lower: float | None = None, upper: float | None = None,
@@ -108,9 +131,9 @@ def _check_real(name: str, value, *, lower: float | None = None, upper: float | 
     low_ok = lower is None or (value > lower if lower_open else value >= lower)
     high_ok = upper is None or (value < upper if upper_open else value <= upper)
     if not (np.isfinite(value) and low_ok and high_ok):
-        interval = "{}{}, {}{}".format("(" if lower_open else "[", "-inf" if lower is None else lower,
-                                       "inf" if upper is None else upper, ")" if upper_open or upper is None else "]")
-        raise ValueError(f"{name} must be {what or 'a finite number in ' + interval}, got {value!r}.")
+        low = "(-inf" if lower is None else f"{'(' if lower_open else '['}{lower}"
+        high = "inf)" if upper is None else f"{upper}{')' if upper_open else ']'}"
+        raise ValueError(f"{name} must be {what or f'a finite number in {low}, {high}'}, got {value!r}.")
 
 
 class _SeriesEstimator(BaseEstimator):
@@ -135,21 +158,9 @@ class _SeriesEstimator(BaseEstimator):
             raise ValueError(f'Invalid dtype "{self.dtype}". Must be one of {set(_DTYPES)}.')
         return _DTYPES[self.dtype]
 
-    def _scaled(self, series: SeriesSet) -> SeriesSet:
-        """``series`` in the model's units: scaled values, and scaled times (see :meth:`_time_shifts`)."""
+    def _scaled(self, series: SeriesSet) -> tuple[SeriesSet, np.ndarray]:
+        """``series`` in the model's units, and the per-series time shifts (see :func:`_scale_series`)."""
         return _scale_series(series, self.time_scaler_, self.feature_scaler_, relative=not self.time_dependent)
-
-    def _time_shifts(self, series: SeriesSet) -> np.ndarray:
-        """Per series, the scaled time subtracted from its times (and queries) before they become tensors.
-
-        Models that do not read time itself (``time_dependent=False``) only see time differences, so each
-        series is moved to start at 0 in float64 first: its gaps then keep their precision when cast to
-        float32, however far the series lies from the training data's time origin (Unix-time data a year
-        after training, say). Time-dependent models read absolute scaled time, and nothing is shifted.
-        """
-        if self.time_dependent:
-            return np.zeros(series.n_series)
-        return self.time_scaler_.transform(series.times[series.offsets[:-1]])
 
     def _read(self, X: pd.DataFrame) -> SeriesSet:
         self._check_fitted()
@@ -178,18 +189,7 @@ class _SeriesEstimator(BaseEstimator):
         raise NotImplementedError
 
     def _seed(self) -> int:
-        if self.random_state is None:
-            return int(np.random.SeedSequence().generate_state(1)[0])
-        if isinstance(self.random_state, (int, np.integer)) and not isinstance(self.random_state, bool):
-            return int(self.random_state)
-        if isinstance(self.random_state, np.random.RandomState):
-            return int(self.random_state.randint(np.iinfo(np.int32).max))
-        if isinstance(self.random_state, np.random.Generator):
-            return int(self.random_state.integers(np.iinfo(np.int32).max))
-        raise TypeError(
-            "random_state must be an int, None, a numpy RandomState or a numpy Generator, got "
-            f"{type(self.random_state).__name__}."
-        )
+        return _seed_from(self.random_state)
 
     _INT_PARAMS: ClassVar[dict[str, int]] = {"max_epochs": 1, "batch_size": 1, "verbose": 0}
     """Integer parameters and their smallest allowed value (subclasses add their own)."""
@@ -262,8 +262,9 @@ class _SeriesEstimator(BaseEstimator):
         time_scaler = TimeScaler().fit(fit_on.times, fit_on.offsets)
         feature_scaler = FeatureScaler().fit(fit_on.values)
 
-        train = _scale_series(train_raw, time_scaler, feature_scaler, relative=not self.time_dependent)
-        valid = (_scale_series(valid_raw, time_scaler, feature_scaler, relative=not self.time_dependent)
+        relative = not self.time_dependent
+        train, _ = _scale_series(train_raw, time_scaler, feature_scaler, relative=relative)
+        valid = (_scale_series(valid_raw, time_scaler, feature_scaler, relative=relative)[0]
                  if valid_raw is not None else None)
         module = self._make_module(len(series.feature_names), seed, device)
         fingerprint = {
@@ -321,9 +322,9 @@ class _SeriesEstimator(BaseEstimator):
         (scaled, and shifted as the series' own times are) and as the user gave them."""
         series = self._read(X)
         encoded, raw = read_queries(times, series, self._spec())
-        shifts = self._time_shifts(series)
+        scaled, shifts = self._scaled(series)
         queries = [self.time_scaler_.transform(t) - shift for t, shift in zip(encoded, shifts)]
-        return series, self._scaled(series), queries, raw
+        return series, scaled, queries, raw
 
     def _iterate(self, scaled: SeriesSet, queries: list[np.ndarray]):
         """Yield (positions, context batch, query tensor (batch, queries), query counts) per batch.
@@ -364,14 +365,23 @@ class _SeriesEstimator(BaseEstimator):
             Columns id, time, then one per feature, in original units; rows grouped by series in sorted id
             order, each series' queries in the order given.
         """
+        series, raw, means = self._per_series(X, times, self._means)
+        values = [self.feature_scaler_.inverse_transform(m) for m in means]
+        return to_frame(series.ids, raw, values, self.feature_names_in_.tolist(), self._spec(), long=False)
+
+    def _per_series(self, X: pd.DataFrame, times, compute) -> tuple[SeriesSet, list[pd.Series], list[np.ndarray]]:
+        """``compute(context, queries)`` -> (batch, queries, k) over every batch, without gradients.
+
+        Returns the series read, their raw query times, and per series its (queries, k) float64 rows.
+        """
         series, scaled, encoded, raw = self._query_batches(X, times)
-        values = [None] * series.n_series
+        rows = [None] * series.n_series
         with torch.no_grad():
             for positions, context, queries, counts in self._iterate(scaled, encoded):
-                means = self._means(context, queries).cpu().numpy().astype(np.float64)
+                out = compute(context, queries).cpu().numpy().astype(np.float64)
                 for row, p in enumerate(positions):
-                    values[p] = self.feature_scaler_.inverse_transform(means[row, : counts[row]])
-        return to_frame(series.ids, raw, values, self.feature_names_in_.tolist(), self._spec(), long=False)
+                    rows[p] = out[row, : counts[row]]
+        return series, raw, rows
 
     def score(self, X: pd.DataFrame, y=None) -> float:
         """Negative mean squared error (standardised units, features weighted equally); higher is better.
@@ -384,7 +394,7 @@ class _SeriesEstimator(BaseEstimator):
         ignored.
         """
         series = self._read(X)
-        scaled = self._scaled(series)
+        scaled, _ = self._scaled(series)
         generator = torch.Generator(device=self.device_).manual_seed(SCORE_SEED)
         fraction = self.context_fraction if self.objective == "extrapolation" else SCORE_CONTEXT_FRACTION
         # One key per (series, time point), drawn for the whole frame: the hidden points do not depend on batch_size.
@@ -690,16 +700,9 @@ class LatentODE(TransformerMixin, _SeriesEstimator):
     def _draws(self, X, times, n_samples: int, random_state, include_noise: bool):
         """Per-series arrays (samples, queries, features) of posterior predictive draws, original units."""
         _check_int("n_samples", n_samples, 1)
-        if random_state is None:
-            seed = int(np.random.SeedSequence().generate_state(1)[0])
-        elif isinstance(random_state, np.random.Generator):
-            seed = int(random_state.integers(np.iinfo(np.int32).max))
-        elif isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
-            seed = int(random_state)
-        else:
-            raise TypeError(f"random_state must be an int, a numpy Generator or None, got {random_state!r}.")
+        seed = _seed_from(random_state)
         series, scaled, encoded, raw = self._query_batches(X, times)
-        generator = torch.Generator(device=self.device_).manual_seed(int(seed))
+        generator = torch.Generator(device=self.device_).manual_seed(seed)
         draws = [None] * series.n_series
         noise_std = self.module_.predictive_noise_std()
         with torch.no_grad():
@@ -753,7 +756,7 @@ class LatentODE(TransformerMixin, _SeriesEstimator):
         per series, so the index of ``X``, one entry per observation row, cannot be kept).
         """
         series = self._read(X)
-        scaled = self._scaled(series)
+        scaled, _ = self._scaled(series)
         out = []
         with torch.no_grad():
             for start in range(0, scaled.n_series, self.batch_size):
@@ -772,15 +775,11 @@ class LatentODE(TransformerMixin, _SeriesEstimator):
         ``latent{d-1}`` (the first ``latent_dim`` state dimensions; augmented ones are left out), rows as in
         :meth:`predict`. At each series' first observed time this is :meth:`transform`'s z0.
         """
-        series, scaled, encoded, raw = self._query_batches(X, times)
-        paths = [None] * series.n_series
-        with torch.no_grad():
-            for positions, context, queries, counts in self._iterate(scaled, encoded):
-                mean, _ = self.module_.encode(context)
-                states = self.module_.latent_states(mean[None], context.first_times, queries)[0]
-                states = states[..., : self.latent_dim].cpu().numpy().astype(np.float64)
-                for row, p in enumerate(positions):
-                    paths[p] = states[row, : counts[row]]
+        def path(context: IrregularBatch, queries: torch.Tensor) -> torch.Tensor:
+            mean, _ = self.module_.encode(context)
+            return self.module_.latent_states(mean[None], context.first_times, queries)[0][..., : self.latent_dim]
+
+        series, raw, paths = self._per_series(X, times, path)
         return to_frame(series.ids, raw, paths, self.get_feature_names_out().tolist(), self._spec(), long=False)
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:

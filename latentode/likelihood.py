@@ -47,11 +47,10 @@ class GaussianLikelihood(nn.Module):
         """Sum of log N(values | mean, std) over observed entries.
 
         ``values``, ``mask`` (batch, time, features); ``mean`` (..., batch, time, features) with any leading
-        sample axes. Returns (..., batch).
+        sample axes. Returns (..., batch). Unobserved entries of ``values`` must be finite (they do not count,
+        but a NaN there would reach the gradient); an :class:`~latentode.batch.IrregularBatch` holds zeros there.
         """
         std = self.std()
-        # Zero the unobserved entries first, so that whatever they hold cannot reach the gradient.
-        values = torch.where(mask, values, torch.zeros((), dtype=values.dtype, device=values.device))
         z = (values - mean) / std
         log_density = -0.5 * (z * z + _LOG_2PI) - torch.log(std)
         return torch.where(mask, log_density, torch.zeros((), dtype=mean.dtype)).sum(dim=(-1, -2))

@@ -73,36 +73,40 @@ def config_checksum(config: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _numbers(value, length: int) -> bool:
+    """Whether ``value`` is a list of ``length`` numbers."""
+    return isinstance(value, list) and len(value) == length and all(_is_number(x) for x in value)
+
+
 def _check_state(config: dict) -> None:
     """Raise ModelFileError unless the fitted-state entries have the types and sizes ``_restore`` needs."""
-    names = config["feature_names"]
-    problems = []
-    if not isinstance(config["estimator"], str):
-        problems.append("estimator is not a string")
-    if not isinstance(config["params"], dict):
-        problems.append("params is not an object")
-    if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
-        problems.append("feature_names is not a non-empty list of strings")
-    codec = config["time_codec"]
-    if not (isinstance(codec, dict) and codec.get("kind") in TIME_KINDS
-            and isinstance(codec.get("dtype"), str)):
-        problems.append("time_codec is not a time codec")
-    scaler = config["feature_scaler"]
-    if not (isinstance(scaler, dict) and all(
-            isinstance(scaler.get(k), list) and isinstance(names, list) and len(scaler[k]) == len(names)
-            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in scaler[k])
-            for k in ("mean_", "scale_"))):
-        problems.append("feature_scaler does not hold one mean and one scale per feature")
-    time_scaler = config["time_scaler"]
-    if not (isinstance(time_scaler, dict) and all(
-            isinstance(time_scaler.get(k), (int, float)) and not isinstance(time_scaler.get(k), bool)
-            for k in ("origin_", "scale_")) and time_scaler["scale_"] > 0):
-        problems.append("time_scaler does not hold a number origin_ and a positive scale_")
-    if not (isinstance(config["history"], list) and all(isinstance(r, dict) for r in config["history"])):
-        problems.append("history is not a list of records")
-    for key in ("n_epochs", "best_epoch"):
-        if isinstance(config[key], bool) or not isinstance(config[key], int) or config[key] < 0:
-            problems.append(f"{key} is not a non-negative integer")
+    names, codec = config["feature_names"], config["time_codec"]
+    feature_scaler, time_scaler = config["feature_scaler"], config["time_scaler"]
+    n_features = len(names) if isinstance(names, list) else -1
+    checks = {
+        "estimator is not a string": isinstance(config["estimator"], str),
+        "params is not an object": isinstance(config["params"], dict),
+        "feature_names is not a non-empty list of strings":
+            n_features > 0 and all(isinstance(n, str) for n in names),
+        "time_codec is not a time codec":
+            isinstance(codec, dict) and codec.get("kind") in TIME_KINDS and isinstance(codec.get("dtype"), str),
+        "feature_scaler does not hold one mean and one scale per feature":
+            isinstance(feature_scaler, dict) and all(_numbers(feature_scaler.get(k), n_features)
+                                                     for k in ("mean_", "scale_")),
+        "time_scaler does not hold a number origin_ and a positive scale_":
+            isinstance(time_scaler, dict) and _is_number(time_scaler.get("origin_"))
+            and _is_number(time_scaler.get("scale_")) and time_scaler["scale_"] > 0,
+        "history is not a list of records":
+            isinstance(config["history"], list) and all(isinstance(r, dict) for r in config["history"]),
+        **{f"{key} is not a non-negative integer":
+           isinstance(config[key], int) and not isinstance(config[key], bool) and config[key] >= 0
+           for key in ("n_epochs", "best_epoch")},
+    }
+    problems = [problem for problem, ok in checks.items() if not ok]
     if problems:
         raise ModelFileError("; ".join(problems))
 
