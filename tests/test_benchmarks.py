@@ -73,3 +73,10 @@ def test_hopper(tmp_path):
     result = run_benchmark("hopper", tmp_path, "--n-series", "16", "--budget", "0.5")
     assert [row["observed_fraction"] for row in result["rows"]] == [0.1, 0.2, 0.3, 0.5]
     assert all(positive(row["linear_interpolation"]) for row in result["rows"])
+
+
+@pytest.mark.slow
+def test_distributed_exit_counts_launches(tmp_path):
+    result = run_benchmark("distributed_exit", tmp_path, "--launches", "1")
+    assert result["drain"] is True and result["launches"] == 1
+    assert result["aborted_at_exit"] == 0 and result["other_failures"] == 0
