@@ -59,7 +59,8 @@ class TimedEvaluation(Callback):
             trainer.module.train()
             mse = float(np.mean((predicted.sort_values(["id", "time"])["value"].to_numpy() - self.truth) ** 2))
             self.curve.append({"seconds": round(self.train_seconds, 1), "epoch": record["epoch"],
-                               "iterations": len(self.batch_seconds), "mse": mse})
+                               "iterations": len(self.batch_seconds), "mse": mse,
+                               "nfe_per_iteration": record["nfe"]})
             print(f"  epoch {record['epoch']:4d}  {self.train_seconds:7.1f} s  test MSE {mse:.5f}", flush=True)
         if self.train_seconds > self.budget:
             trainer.stop = True
