@@ -1,4 +1,4 @@
-"""Shared by the benchmark scripts: what each result records of how and where it was measured."""
+"""Shared by the benchmark scripts: what each result records of how and where it was measured; torchrun ports."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import shlex
+import socket
 import statistics
 import sys
 import time
@@ -75,3 +76,10 @@ def write_result(result: dict, out: str | os.PathLike) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {out}")
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface now, for a torchrun rendezvous."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -10,14 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import torch
-from _common import command_line, machine, write_result
+from _common import command_line, free_port, machine, write_result
 
 
 def worker(out: str, n_series: int, epochs: int) -> None:
@@ -35,12 +34,6 @@ def worker(out: str, n_series: int, epochs: int) -> None:
         Path(out).write_text(json.dumps([r["seconds"] for r in model.history_]))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n-series", type=int, default=400)
@@ -56,7 +49,7 @@ def main(argv=None) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "seconds.json")
             command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}",
-                       "--master-addr=127.0.0.1", f"--master-port={_free_port()}", __file__,
+                       "--master-addr=127.0.0.1", f"--master-port={free_port()}", __file__,
                        f"--n-series={args.n_series}", f"--epochs={args.epochs}", f"--worker={out}"]
             subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
             seconds = json.loads(Path(out).read_text())

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 
 import numpy as np
-from _common import command_line, machine, write_result
+from _common import command_line, free_port, machine, write_result
 
 ABORT_MESSAGE = "terminate called without an active exception"
 
@@ -40,12 +39,6 @@ def worker(drain: bool) -> None:
            random_state=0).fit(pd.DataFrame(rows))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--launches", type=int, default=30)
@@ -60,7 +53,7 @@ def main(argv=None) -> dict:
     aborts, other_failures = 0, 0
     for launch in range(args.launches):
         command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--master-addr=127.0.0.1",
-                   f"--master-port={_free_port()}", __file__, "--worker", *(["--no-drain"] if not drain else [])]
+                   f"--master-port={free_port()}", __file__, "--worker", *(["--no-drain"] if not drain else [])]
         result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=300,
                                 env={**os.environ, "OMP_NUM_THREADS": "1"})
         aborted = result.returncode != 0 and ABORT_MESSAGE in result.stderr
