@@ -13,9 +13,10 @@ Two reparametrisations make one batched solver call serve series whose timestamp
   Lagrange interpolation through the four grid points around each query (a gather plus a few tensor ops,
   no further evaluations of the vector field; for grid step ``h`` the error is at most
   ``h^4 max|d^4 z/dt^4| / 24`` in the first cell from the anchor and ``9/384`` instead of ``1/24`` beyond:
-  about 1e-4 for an oscillation of 2 cycles per scaled time unit at the default ``grid_step``). The number of solver steps depends on the largest
-  ``|query - anchor|`` in the batch, not on how many distinct query times there are; predictions at a time
-  do not depend on which other times were asked for (up to adaptive solvers' tolerance).
+  about 1e-4 for an oscillation of 2 cycles per scaled time unit at the default ``grid_step``). The number
+  of solver steps depends on the largest ``|query - anchor|`` in the batch, not on how many distinct query
+  times there are; predictions at a time do not depend on which other times were asked for (up to adaptive
+  solvers' tolerance).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from torch import Tensor, nn
 from .solve import SolverConfig, odesolve
 
 __all__ = [
-    "CELL_ROUNDING", "DEFAULT_GRID_STEP", "MAX_GRID_POINTS", "GapField", "RelativeTimeField", "evolve", "solve_at_times",
+    "CELL_ROUNDING", "DEFAULT_GRID_STEP", "MAX_GRID_POINTS", "GapField", "RelativeTimeField", "evolve", "grid_cells",
+    "solve_at_times",
 ]
 
 DEFAULT_GRID_STEP = 0.02
@@ -80,6 +82,22 @@ def evolve(func: nn.Module, z: Tensor, start: Tensor, delta: Tensor, config: Sol
     return odesolve(field, z, s, config)[-1]
 
 
+def grid_cells(dist: Tensor, grid_step: float, *, extra: int = 0, what: str = "grid points") -> int:
+    """Cells of the shared grid ``0, grid_step, ...`` that cover distances ``dist`` from the anchors, plus ``extra``.
+
+    Raises ValueError when the grid would hold more than :data:`MAX_GRID_POINTS` points (``what`` names them
+    in the message).
+    """
+    span = float(dist.max()) if dist.numel() else 0.0
+    n_cells = max(1, math.ceil(span / grid_step - CELL_ROUNDING)) + extra
+    if n_cells + 1 > MAX_GRID_POINTS:
+        raise ValueError(
+            f"A query time lies {span:.3g} scaled time units from its series' anchor, which needs "
+            f"{n_cells + 1} {what} (more than {MAX_GRID_POINTS}). Query closer to the data, or raise grid_step."
+        )
+    return n_cells
+
+
 def solve_at_times(
     func: nn.Module,
     z0: Tensor,
@@ -116,19 +134,12 @@ def solve_at_times(
     rows = z0.shape[0]
     rel = queries - anchor[:, None]
     dist = rel.abs()
-    span = float(dist.max()) if dist.numel() else 0.0
     if config.is_fixed_step and config.step_size is not None and not residual:
         grid_step = config.step_size
-    n_cells = max(1, math.ceil(span / grid_step - CELL_ROUNDING))
-    if not residual:
-        # Two more cells than the farthest query needs: every query's cubic stencil (cells c-1 .. c+2) then
-        # lies on the grid, so the stencil of a query never depends on the other queries.
-        n_cells += LAGRANGE_EXTRA_CELLS
-    if n_cells + 1 > MAX_GRID_POINTS:
-        raise ValueError(
-            f"A query time lies {span:.3g} scaled time units from its series' anchor, which needs "
-            f"{n_cells + 1} grid points (more than {MAX_GRID_POINTS}). Query closer to the data, or raise grid_step."
-        )
+    # Linear interpolation (residual steps) needs the cells up to the farthest query; the cubic stencil
+    # (cells c-1 .. c+2) two more, so that every query's stencil lies on the grid and never depends on the
+    # other queries.
+    n_cells = grid_cells(dist, grid_step, extra=0 if residual else LAGRANGE_EXTRA_CELLS)
     backwards = bool((rel < 0).any())
     ones = torch.ones(rows, dtype=z0.dtype, device=z0.device)
     # Forwards and backwards are separate solves, so that an adaptive solver's steps for later times never

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from .batch import IrregularBatch
-from .dynamics import CELL_ROUNDING, DEFAULT_GRID_STEP, MAX_GRID_POINTS, solve_at_times
+from .dynamics import DEFAULT_GRID_STEP, grid_cells, solve_at_times
 from .encoders import DEFAULT_ENCODER_SOLVER, ODERNNEncoder
 from .likelihood import DEFAULT_NOISE_STD, GaussianLikelihood, gaussian_kl
 from .solve import SolverConfig
@@ -197,13 +197,7 @@ class LatentODEModel(nn.Module):
         rows = h.shape[0]
         rel = queries - anchor[:, None]
         dist = rel.abs()
-        span = float(dist.max()) if dist.numel() else 0.0
-        n_cells = max(1, math.ceil(span / self.grid_step - CELL_ROUNDING))
-        if n_cells + 1 > MAX_GRID_POINTS:
-            raise ValueError(
-                f"A query time lies {span:.3g} scaled time units from its series' anchor, which needs "
-                f"{n_cells + 1} GRU steps (more than {MAX_GRID_POINTS}). Query closer to the data, or raise grid_step."
-            )
+        n_cells = grid_cells(dist, self.grid_step, what="GRU steps")
         step = h.new_full((rows, 1), self.grid_step)
         backwards = bool((rel < 0).any())
         if backwards:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from torch import Tensor, nn
@@ -10,7 +11,7 @@ from torchdiffeq._impl.odeint import SOLVERS as _TORCHDIFFEQ_SOLVERS
 
 from .exceptions import SolverError
 
-__all__ = ["ADAPTIVE_METHODS", "FIXED_STEP_METHODS", "SolverConfig", "odesolve", "solver_error"]
+__all__ = ["ADAPTIVE_METHODS", "FIXED_STEP_METHODS", "SolverConfig", "odesolve", "solver_error", "solver_errors"]
 
 FIXED_STEP_METHODS = ("euler", "midpoint", "heun2", "heun3", "rk4", "implicit_adams")
 """torchdiffeq methods that step on a fixed grid (need ``step_size``). torchdiffeq's ``explicit_adams`` is
@@ -95,9 +96,18 @@ def odesolve(func: nn.Module, y0: Tensor, t: Tensor, config: SolverConfig | None
     kwargs = {}
     if config.adjoint:
         kwargs["adjoint_params"] = tuple(func.parameters())
-    try:
+    with solver_errors(config):
         return solver(func, y0, t, rtol=config.rtol, atol=config.atol, method=config.method,
                       options=config.options(), **kwargs)
+
+
+@contextlib.contextmanager
+def solver_errors(config: SolverConfig | None = None):
+    """Inside: torchdiffeq's step-size underflow and step-cap assertions become :func:`solver_error`'s
+    :class:`SolverError`; other errors pass unchanged. Around forward solves, and around a backward pass,
+    where an adjoint solve can fail the same way."""
+    try:
+        yield
     except AssertionError as error:
         translated = solver_error(error, config)
         if translated is None:
@@ -106,10 +116,7 @@ def odesolve(func: nn.Module, y0: Tensor, t: Tensor, config: SolverConfig | None
 
 
 def solver_error(error: BaseException, config: SolverConfig | None = None) -> SolverError | None:
-    """The :class:`SolverError` with advice for torchdiffeq's step-size underflow or step-cap assertion, else None.
-
-    Used around forward solves, and around the backward pass, where an adjoint solve can fail the same way.
-    """
+    """The :class:`SolverError` with advice for torchdiffeq's step-size underflow or step-cap assertion, else None."""
     if not isinstance(error, AssertionError):
         return None
     message = str(error)

@@ -18,7 +18,7 @@ from . import distributed
 from .batch import IrregularBatch
 from .data import SeriesSet
 from .exceptions import DistributedError
-from .solve import solver_error
+from .solve import solver_errors
 
 __all__ = [
     "MAX_GRAD_NORM",
@@ -418,8 +418,7 @@ class Trainer:
                 failure = error
             # A failure on any rank stops every rank here; otherwise the others would wait forever for its
             # gradients in DistributedDataParallel's exchange.
-            any_failed = (distributed.all_reduce_sum([float(failure is not None)], self.device)[0] > 0
-                          if distributed.is_distributed() else failure is not None)
+            any_failed = distributed.all_reduce_sum([float(failure is not None)], self.device)[0] > 0
             if any_failed and failure is None:
                 failure = DistributedError(
                     f"Another process of this distributed fit failed at epoch {self.epoch + 1} (its own error is in "
@@ -434,13 +433,8 @@ class Trainer:
                 loss_to_minimise = loss_to_minimise + 0.0 * sum(
                     p.sum() for p in self.module.parameters() if p.requires_grad
                 )
-            try:
+            with solver_errors():  # an adjoint solve in the backward pass can underflow too
                 loss_to_minimise.backward()
-            except AssertionError as error:  # an adjoint solve in the backward pass can underflow too
-                translated = solver_error(error)
-                if translated is None:
-                    raise
-                raise translated from error
             nn.utils.clip_grad_norm_(self.module.parameters(), MAX_GRAD_NORM)
             self.optimizer.step()
             self.step += 1
