@@ -14,7 +14,8 @@ Two reparametrisations make one batched solver call serve series whose timestamp
   no further evaluations of the vector field; for grid step ``h`` the error is at most
   ``h^4 max|d^4 z/dt^4| / 24`` in the first cell from the anchor and ``9/384`` instead of ``1/24`` beyond:
   about 1e-4 for an oscillation of 2 cycles per scaled time unit at the default ``grid_step``). The number
-  of solver steps depends on the largest ``|query - anchor|`` in the batch, not on how many distinct query
+  of solver steps depends on the farthest query from its anchor in each direction (earlier times, a few
+  steps back from the anchors in interpolation, need only those steps), not on how many distinct query
   times there are; predictions at a time do not depend on which other times were asked for (up to adaptive
   solvers' tolerance).
 """
@@ -138,34 +139,43 @@ def solve_at_times(
         grid_step = config.step_size
     # Linear interpolation (residual steps) needs the cells up to the farthest query; the cubic stencil
     # (cells c-1 .. c+2) two more, so that every query's stencil lies on the grid and never depends on the
-    # other queries.
-    n_cells = grid_cells(dist, grid_step, extra=0 if residual else LAGRANGE_EXTRA_CELLS)
-    backwards = bool((rel < 0).any())
+    # other queries. Each direction's grid reaches only as far as its own farthest query: in interpolation
+    # the earlier queries lie a few cells before the anchors, the later ones a whole series after.
+    extra = 0 if residual else LAGRANGE_EXTRA_CELLS
+    earlier = rel < 0
+    backwards = bool(earlier.any())
     ones = torch.ones(rows, dtype=z0.dtype, device=z0.device)
     # Forwards and backwards are separate solves, so that an adaptive solver's steps for later times never
     # depend on whether earlier times were asked for too.
-    directions = [ones, -ones] if backwards else [ones]
-    grid = torch.arange(n_cells + 1, dtype=z0.dtype, device=z0.device) * grid_step
+    directions = [(ones, grid_cells(dist[~earlier], grid_step, extra=extra))]
+    if backwards:
+        directions.append((-ones, grid_cells(dist[earlier], grid_step, extra=extra)))
+    n_longest = max(n for _, n in directions)
     # Fixed-step methods step exactly on the grid (torchdiffeq uses the output times as its grid).
     on_grid = config if not config.is_fixed_step else SolverConfig(
         method=config.method, step_size=None, adjoint=config.adjoint, max_steps=config.max_steps
     )
     paths = []
-    for direction in directions:
+    for direction, n_cells in directions:
+        grid = torch.arange(n_cells + 1, dtype=z0.dtype, device=z0.device) * grid_step
         field = RelativeTimeField(func, anchor, direction)
         if residual:
             states = [z0]
             for n in range(n_cells):
                 states.append(states[-1] + field(grid[n], states[-1]))
-            paths.append(torch.stack(states))
+            path = torch.stack(states)
         else:
-            paths.append(odesolve(field, z0, grid, on_grid))
+            path = odesolve(field, z0, grid, on_grid)
+        # The shorter direction's grid is padded with its last state, which no query's stencil reaches.
+        paths.append(torch.cat([path, path[-1:].expand(n_longest - n_cells, -1, -1)]))
     path = torch.cat(paths, dim=1)  # (grid, rows * len(directions), dim)
 
     row = torch.arange(rows, device=z0.device)[:, None].expand_as(rel)
+    n_cells = torch.full_like(row, directions[0][1])
     if backwards:
-        row = torch.where(rel < 0, row + rows, row)
-    cell = torch.clamp((dist / grid_step).floor().long(), max=n_cells - 1)
+        row = torch.where(earlier, row + rows, row)
+        n_cells = torch.where(earlier, directions[1][1], n_cells)
+    cell = torch.minimum((dist / grid_step).floor().long(), n_cells - 1)
     if residual:
         u = (dist - cell.to(dist.dtype) * grid_step) / grid_step
         left, right = path[cell, row], path[cell + 1, row]

@@ -143,6 +143,25 @@ def test_solve_at_times_fixed_step_uses_step_size():
     assert fine_error < 5e-3 and fine_error < coarse_error / 5
 
 
+@pytest.mark.parametrize("residual", [False, True])
+def test_solve_at_times_steps_each_direction_only_as_far_as_its_queries(residual):
+    # Interpolation's shape: the later queries span a whole series after the anchor, the earlier one lies
+    # a single grid step before it. The backward grid covers that step (and the cubic stencil's two extra
+    # cells), not the forward span; the prediction is the same as solving backwards alone.
+    field = MLPVectorField(2, hidden_dim=8).double()
+    z0 = torch.randn(3, 2, dtype=torch.float64)
+    anchor = torch.zeros(3, dtype=torch.float64)
+    queries = torch.tensor([[-0.1, 0.5, 1.0]] * 3, dtype=torch.float64)
+    config = SolverConfig("rk4", step_size=0.1)
+    evaluations_per_step = 1 if residual else 4
+    extra = 0 if residual else 2
+    field.reset_nfe()
+    both = solve_at_times(field, z0, anchor, queries, config, grid_step=0.1, residual=residual)
+    assert field.nfe == evaluations_per_step * ((10 + extra) + (1 + extra))
+    alone = solve_at_times(field, z0, anchor, queries[:, :1], config, grid_step=0.1, residual=residual)
+    assert torch.equal(both[:, :1], alone)
+
+
 def _random_field(dtype: torch.dtype) -> nn.Module:
     torch.manual_seed(1)
     return MLPVectorField(3, hidden_dim=16, n_layers=2, time_dependent=True).to(dtype)
