@@ -180,7 +180,8 @@ class _SeriesEstimator(BaseEstimator):
         return TrainConfig(
             objective=self.objective, context_fraction=self.context_fraction, n_samples=getattr(self, "n_samples", 1),
             iwae=getattr(self, "iwae", False), max_epochs=self.max_epochs, batch_size=self.batch_size,
-            learning_rate=self.learning_rate, lr_decay=self.lr_decay, weight_decay=self.weight_decay,
+            learning_rate=self.learning_rate, lr_decay=self.lr_decay,
+            min_learning_rate=self.min_learning_rate, weight_decay=self.weight_decay,
             kl_warmup_epochs=getattr(self, "kl_warmup_epochs", 0),
             early_stopping_patience=self.early_stopping_patience, max_time=self.max_time,
         )
@@ -204,6 +205,8 @@ class _SeriesEstimator(BaseEstimator):
         for name in self._POSITIVE_PARAMS:
             _check_real(name, getattr(self, name), lower=0.0, lower_open=True)
         _check_real("lr_decay", self.lr_decay, lower=0.0, lower_open=True, upper=1.0)
+        _check_real("min_learning_rate", self.min_learning_rate, lower=0.0, upper=self.learning_rate,
+                    what=f"a number in [0, learning_rate={self.learning_rate}]")
         _check_real("weight_decay", self.weight_decay, lower=0.0)
         _check_real("context_fraction", self.context_fraction, lower=0.0, lower_open=True, upper=1.0)
         _check_real("validation_fraction", self.validation_fraction, lower=0.0, upper=1.0, upper_open=True)
@@ -511,6 +514,8 @@ class LatentODE(TransformerMixin, _SeriesEstimator):
         The KL weight rises linearly from 0 to 1 over these epochs.
     max_epochs, batch_size, learning_rate, lr_decay, weight_decay :
         Adam with learning rate multiplied by ``lr_decay`` after every epoch.
+    min_learning_rate : float, default=0.0
+        The decay stops at this learning rate (the reference implementation stops at ``learning_rate / 10``).
     validation_fraction : float, default=0.1
         Fraction of series held out for validation and early stopping (none below 10 series).
     early_stopping_patience : int or None, default=15
@@ -600,6 +605,7 @@ class LatentODE(TransformerMixin, _SeriesEstimator):
         batch_size: int = 50,
         learning_rate: float = 1e-2,
         lr_decay: float = 0.98,
+        min_learning_rate: float = 0.0,
         weight_decay: float = 0.0,
         validation_fraction: float = 0.1,
         early_stopping_patience: int | None = 15,
@@ -645,6 +651,7 @@ class LatentODE(TransformerMixin, _SeriesEstimator):
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.lr_decay = lr_decay
+        self.min_learning_rate = min_learning_rate
         self.weight_decay = weight_decay
         self.validation_fraction = validation_fraction
         self.early_stopping_patience = early_stopping_patience
@@ -814,6 +821,7 @@ class ODERNN(_SeriesEstimator):
         batch_size: int = 50,
         learning_rate: float = 1e-2,
         lr_decay: float = 0.98,
+        min_learning_rate: float = 0.0,
         weight_decay: float = 0.0,
         validation_fraction: float = 0.1,
         early_stopping_patience: int | None = 15,
@@ -844,6 +852,7 @@ class ODERNN(_SeriesEstimator):
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.lr_decay = lr_decay
+        self.min_learning_rate = min_learning_rate
         self.weight_decay = weight_decay
         self.validation_fraction = validation_fraction
         self.early_stopping_patience = early_stopping_patience

@@ -61,6 +61,7 @@ class TrainConfig:
     batch_size: int = 50
     learning_rate: float = 1e-2
     lr_decay: float = 0.98
+    min_learning_rate: float = 0.0
     weight_decay: float = 0.0
     kl_warmup_epochs: int = 10
     early_stopping_patience: int | None = 15
@@ -76,6 +77,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
         if not self.learning_rate > 0 or not 0 < self.lr_decay <= 1:
             raise ValueError(f"Need learning_rate > 0 and 0 < lr_decay <= 1, got {self.learning_rate}, {self.lr_decay}.")
+        if not 0 <= self.min_learning_rate <= self.learning_rate:
+            raise ValueError(
+                f"min_learning_rate must be in [0, learning_rate={self.learning_rate}], got {self.min_learning_rate}."
+            )
 
 
 def make_context_target(
@@ -450,6 +455,8 @@ class Trainer:
         sums = {key: total / distributed.world_size() for key, total in zip(sums, totals)}
         lr = self.optimizer.param_groups[0]["lr"]
         self.scheduler.step()
+        for group in self.optimizer.param_groups:  # the decay stops at the floor (the reference's ``lowest``)
+            group["lr"] = max(group["lr"], self.config.min_learning_rate)
         self.epoch += 1
         self.in_epoch = False
         record = {

@@ -64,6 +64,12 @@ def test_learning_rate_schedule(small):
     np.testing.assert_allclose([h["lr"] for h in model.history_], [0.01, 0.005, 0.0025, 0.00125])
 
 
+def test_learning_rate_decay_stops_at_its_floor(small):
+    params = {**TINY, "max_epochs": 5, "learning_rate": 0.01, "lr_decay": 0.5, "min_learning_rate": 0.002}
+    model = LatentODE(**params).fit(small)
+    np.testing.assert_allclose([h["lr"] for h in model.history_], [0.01, 0.005, 0.0025, 0.002, 0.002])
+
+
 def test_odernn_history(small):
     model = estimator_module.ODERNN(hidden_dim=8, cell="gru_dt", max_epochs=2, random_state=0, verbose=0).fit(small)
     assert [h["nfe"] for h in model.history_] == [0, 0]
@@ -363,6 +369,8 @@ def test_failed_fit_leaves_estimator_unfitted(small, monkeypatch):
         ({"n_samples": 0}, "n_samples"),
         ({"learning_rate": 0.0}, "learning_rate"),
         ({"lr_decay": 1.5}, "lr_decay"),
+        ({"min_learning_rate": -1e-3}, "min_learning_rate"),
+        ({"learning_rate": 1e-3, "min_learning_rate": 1e-2}, "min_learning_rate"),
     ],
 )
 def test_train_config_validation(kwargs, match):
