@@ -70,29 +70,44 @@ class ODERNNEncoder(nn.Module):
     def forward(self, batch: IrregularBatch) -> tuple[Tensor, Tensor]:
         times, values, mask = batch.times, batch.values, batch.mask
         n, width = times.shape
-        h = values.new_zeros(n, self.hidden_dim)
-        observed_any = mask.any(-1) & batch.time_mask  # (batch, time)
+        observed = mask.any(-1) & batch.time_mask  # (batch, time)
         inputs = torch.cat([values * mask, mask.to(values.dtype)], dim=-1)
-        # Time of the observation read last (the next one forwards in time), and whether there was one: gaps
-        # run between observations, so time points with nothing observed (and padding) do not count.
-        last_time = times[:, -1]
-        started = torch.zeros(n, dtype=torch.bool, device=times.device)
+        start, delta = _backward_gaps(times, observed)
+        if self.gap == "input":
+            inputs = torch.cat([inputs, delta[:, :width, None]], dim=-1)
+        # One host sync for the whole loop: which steps move any series at all.
+        moves = (delta != 0).any(0).tolist()
+        h = values.new_zeros(n, self.hidden_dim)
         for j in range(width - 1, -1, -1):
-            observed = observed_any[:, j]
-            delta = torch.where(observed & started, times[:, j] - last_time, torch.zeros_like(last_time))
-            x = inputs[:, j]
-            if self.gap == "ode":
-                if bool((delta != 0).any()):
-                    h = evolve(self.field, h, last_time, delta, self.solver)
-            else:
-                x = torch.cat([x, delta[:, None]], dim=-1)
-            h = torch.where(observed[:, None], self.gru(x, h), h)
-            last_time = torch.where(observed, times[:, j], last_time)
-            started = started | observed
-        if self.gap == "ode":
+            if self.gap == "ode" and moves[j]:
+                h = evolve(self.field, h, start[:, j], delta[:, j], self.solver)
+            h = torch.where(observed[:, j, None], self.gru(inputs[:, j], h), h)
+        if self.gap == "ode" and moves[width]:
             # Move from the first observation back to the anchor when the first time point observed nothing.
-            delta = torch.where(started, times[:, 0] - last_time, torch.zeros_like(last_time))
-            if bool((delta != 0).any()):
-                h = evolve(self.field, h, last_time, delta, self.solver)
+            h = evolve(self.field, h, start[:, width], delta[:, width], self.solver)
         mean, raw_std = self.to_posterior(h).chunk(2, dim=-1)
         return mean, nn.functional.softplus(raw_std) + MIN_POSTERIOR_STD
+
+
+def _backward_gaps(times: Tensor, observed: Tensor) -> tuple[Tensor, Tensor]:
+    """Where each backwards step starts and the (negative) gap it crosses, for all steps at once.
+
+    Reading backwards, step ``j`` moves a series from its next observation after time point ``j`` (the one
+    read last) to time point ``j``, if ``j`` is observed and a later point was; otherwise the gap is 0.
+    Column ``width`` is the final move from the first observation back to the first time point (the
+    anchor). Both results are (batch, width + 1); ``start`` is the last time point where nothing later
+    was observed.
+    """
+    n, width = times.shape
+    positions = torch.arange(width, device=times.device).expand(n, width)
+    observed_at = torch.where(observed, positions, torch.full_like(positions, width))
+    # Index of the nearest observation at or after each time point (``width`` when none): a reversed cummin.
+    at_or_after = observed_at.flip(1).cummin(1).values.flip(1)
+    after = torch.cat([at_or_after[:, 1:], at_or_after.new_full((n, 1), width)], dim=1)
+    nearest = torch.cat([after, at_or_after[:, :1]], dim=1)  # (batch, width + 1)
+    started = nearest < width
+    start = torch.where(started, times.gather(1, nearest.clamp(max=width - 1)), times[:, -1:].expand(n, width + 1))
+    target = torch.cat([times, times[:, :1]], dim=1)
+    moving = started & torch.cat([observed, torch.ones_like(observed[:, :1])], dim=1)
+    delta = torch.where(moving, target - start, torch.zeros_like(start))
+    return start, delta
