@@ -5,10 +5,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .layers import Linear, Tanh
+
 __all__ = ["ACTIVATIONS", "MLPVectorField", "make_activation", "mlp"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "tanh": nn.Tanh,
+    "tanh": Tanh,
     "relu": nn.ReLU,
     "elu": nn.ELU,
     "softplus": nn.Softplus,
@@ -30,9 +32,9 @@ def mlp(in_dim: int, out_dim: int, hidden_dim: int, n_layers: int, activation: s
     layers: list[nn.Module] = []
     width = in_dim
     for _ in range(n_layers):
-        layers += [nn.Linear(width, hidden_dim), make_activation(activation)]
+        layers += [Linear(width, hidden_dim), make_activation(activation)]
         width = hidden_dim
-    layers.append(nn.Linear(width, out_dim))
+    layers.append(Linear(width, out_dim))
     return nn.Sequential(*layers)
 
 

@@ -80,3 +80,10 @@ def test_distributed_exit_counts_launches(tmp_path):
     result = run_benchmark("distributed_exit", tmp_path, "--launches", "1")
     assert result["drain"] is True and result["launches"] == 1
     assert result["aborted_at_exit"] == 0 and result["other_failures"] == 0
+
+
+def test_kernels_compare_both_forms(tmp_path):
+    result = run_benchmark("kernels", tmp_path, "--repeats", "1")
+    assert all(positive(r["plain_us"]) and positive(r["transposed_us"]) for r in result["matmul_orientation"])
+    assert [r["uses_sigmoid_form"] for r in result["tanh"]] == [False, True, True]
+    assert positive(result["decoder"]["latentode_layers_forward_backward_us"])
