@@ -7,19 +7,21 @@ Training time excludes the test evaluations. Figures are seconds on this machine
 
     python benchmarks/periodic.py                 # one seed per objective, 150 s budget each (~6 min)
     python benchmarks/periodic.py --full          # 3 seeds, 1320 s budget (the reference's whole run)
+    python benchmarks/periodic.py --torch-kernels # the same with torch's linear and tanh kernels (see layers.py)
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 
 import numpy as np
 import torch
 from _common import command_line, machine, parse_overrides, write_result
 
-from latentode import LatentODE, extrapolation_split, interpolation_split, train_test_split_series
+from latentode import LatentODE, extrapolation_split, interpolation_split, layers, train_test_split_series
 from latentode.datasets import make_periodic
 from latentode.training import Callback
 
@@ -109,8 +111,12 @@ def main(argv=None) -> dict:
                         help="JSON path (default benchmarks/results/periodic[_<objective>].json)")
     parser.add_argument("--set", nargs="*", default=[], metavar="PARAM=VALUE",
                         help="override LatentODE parameters, e.g. --set solver=dopri5 batch_size=100")
+    parser.add_argument("--torch-kernels", action="store_true",
+                        help="torch's own linear and tanh kernels everywhere (latentode.layers' faster forms off)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    if args.torch_kernels:
+        layers.MIN_ORIENTED_ROWS = layers.FAST_TANH_MIN_ELEMENTS = sys.maxsize
     seeds = args.seeds or ([0, 1, 2] if args.full else [0])
     budget = args.budget or (1320.0 if args.full else 150.0)
     objectives = ["interpolation", "extrapolation"] if args.objective == "both" else [args.objective]
@@ -154,6 +160,7 @@ def main(argv=None) -> dict:
         "budget_seconds": budget,
         "overrides": options,
         "n_series": args.n_series,
+        "torch_kernels": args.torch_kernels,
         "summary": summary,
         "runs": runs,
     }

@@ -50,6 +50,13 @@ def test_periodic_records_its_learning_curve(tmp_path):
     assert run["iterations"] >= 1 and run["curve"][0]["iterations"] >= 1
     assert 0 < run["best_mse"] < math.inf
     assert result["summary"]["extrapolation"]["reference"]["iterations_to_target"] == 4258
+    assert result["torch_kernels"] is False
+
+
+def test_periodic_with_torch_kernels_says_so(tmp_path):
+    result = run_benchmark("periodic", tmp_path, "--objective", "interpolation", "--n-series", "40", "--budget", "1",
+                           "--torch-kernels")
+    assert result["torch_kernels"] is True
 
 
 def test_profile_step_accounts_for_the_whole_step(tmp_path):
