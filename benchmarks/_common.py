@@ -57,7 +57,13 @@ def calibration_microseconds() -> float:
 
 
 def machine(**extra) -> dict:
-    """Where a result was measured: platform, CPU model and count, torch version and threads, calibration."""
+    """Where a result was measured: platform, CPU model, count and vector instruction set, torch version and
+    threads, calibration.
+
+    ``cpu_capability`` is the instruction set torch's CPU kernels use here (``torch.backends.cpu``), e.g.
+    "AVX2" or "AVX512": float32 results round differently from one to the other, so a training curve is
+    reproducible only on a machine with the same capability (same code, same seed).
+    """
     import torch
 
     cpu = "unknown"
@@ -65,9 +71,9 @@ def machine(**extra) -> dict:
     if cpuinfo.exists():
         cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
                     if line.startswith("model name")), cpu)
-    return {"platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(), "calibration_microseconds": calibration_microseconds(),
-            **extra}
+    return {"platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(), "calibration_microseconds": calibration_microseconds(), **extra}
 
 
 def write_result(result: dict, out: str | os.PathLike) -> None:

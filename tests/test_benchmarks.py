@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,6 +26,7 @@ def run_benchmark(name: str, tmp_path: Path, *arguments: str) -> dict:
     assert result["benchmark"] == name
     assert result["command"] == " ".join(["python", f"benchmarks/{name}.py", *arguments, "--out", str(out)])
     assert result["machine"]["calibration_microseconds"] > 0
+    assert result["machine"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     return result
 
 
