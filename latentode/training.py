@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -21,6 +22,7 @@ from .exceptions import DistributedError
 from .solve import solver_errors
 
 __all__ = [
+    "DEFAULT_EMA_DECAY",
     "MAX_GRAD_NORM",
     "OBJECTIVES",
     "Callback",
@@ -45,8 +47,16 @@ DISTRIBUTED_SEED_STRIDE = 1_000_003
 CONTEXT_ROUNDING = 1e-6
 """Extrapolation context ``ceil(fraction * length)``: products within this of a whole number round down to it."""
 
-CHECKPOINT_FORMAT = 2
-"""Version of the checkpoint layout; bumped when it changes incompatibly (2: records early stopping)."""
+CHECKPOINT_FORMAT = 3
+"""Version of the checkpoint layout; bumped when it changes incompatibly (2: records early stopping; 3: the
+weight average)."""
+
+DEFAULT_EMA_DECAY = 0.99
+"""The estimators' default decay of the weight average per training step (an average over about 100 steps)."""
+
+EMA_WARMUP_STEPS = 10
+"""The weight average's decay after ``n`` steps is ``min(ema_decay, (1 + n) / (EMA_WARMUP_STEPS + n))``, so that
+early on it follows the weights closely instead of holding on to their random initial values."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,7 @@ class TrainConfig:
     lr_decay: float = 0.98
     min_learning_rate: float = 0.0
     weight_decay: float = 0.0
+    ema_decay: float | None = None
     kl_warmup_epochs: int = 10
     early_stopping_patience: int | None = 15
     max_time: float | None = None
@@ -81,6 +92,8 @@ class TrainConfig:
             raise ValueError(
                 f"min_learning_rate must be in [0, learning_rate={self.learning_rate}], got {self.min_learning_rate}."
             )
+        if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1) or None, got {self.ema_decay}.")
 
 
 def make_context_target(
@@ -225,7 +238,7 @@ class Checkpoint(Callback):
             self._save(trainer)
 
 
-_CHECKPOINT_KEYS = ("format", "fingerprint", "module", "optimizer", "scheduler", "epoch", "step", "history",
+_CHECKPOINT_KEYS = ("format", "fingerprint", "module", "average", "optimizer", "scheduler", "epoch", "step", "history",
                     "best_loss", "best_epoch", "best_state", "generator", "rng", "seed", "stopped_early")
 
 
@@ -255,8 +268,14 @@ def read_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
 class Trainer:
     """Runs epochs of minibatch training of a module exposing ``loss(context, target, ...)``.
 
-    ``train`` and ``valid`` are scaled :class:`SeriesSet` objects; ``extra_state`` is stored in checkpoints
-    (the estimator's fitted preprocessing) and compared on resume.
+    ``train`` and ``valid`` are scaled :class:`SeriesSet` objects; ``fingerprint`` is stored in checkpoints
+    (the estimator's settings and data digest) and compared on resume.
+
+    With ``config.ema_decay`` the trainer keeps an exponential moving average of the parameters over
+    training steps (``average``). The average, not the latest step's weights, is what validation, the
+    ``on_epoch_end`` callbacks (early stopping, a callback that predicts) and the trained model see: the
+    weights of late training wander around a minimum, and their average lies closer to it. Checkpoints hold
+    both, so that a resumed fit continues the same average.
     """
 
     module: nn.Module
@@ -291,13 +310,62 @@ class Trainer:
         self.stop = False
         self.stopped_early = False  # early stopping ended training: a resumed fit then trains no further
         self.in_epoch = False  # True while an epoch runs: its state is then half-updated
+        self.average = ([p.detach().clone() for p in self.module.parameters()]
+                        if self.config.ema_decay is not None else None)
+        self._training_weights = None  # the latest step's weights while the module holds the average
+
+    # -- weight average --------------------------------------------------------------------------------
+    def _update_average(self) -> None:
+        """Move the average towards the parameters after a step (``self.step`` steps taken so far)."""
+        if self.average is None:
+            return
+        decay = min(self.config.ema_decay, (1 + self.step) / (EMA_WARMUP_STEPS + self.step))
+        with torch.no_grad():
+            torch._foreach_lerp_(self.average, [p.detach() for p in self.module.parameters()], 1.0 - decay)
+
+    def _hold_average(self) -> None:
+        """Put the average into the module's parameters, keeping the latest step's weights aside."""
+        if self.average is None or self._training_weights is not None:
+            return
+        parameters = [p.detach() for p in self.module.parameters()]
+        self._training_weights = [p.clone() for p in parameters]
+        with torch.no_grad():
+            torch._foreach_copy_(parameters, self.average)
+
+    def _release_average(self) -> None:
+        """Give the module back the latest step's weights, to train on."""
+        if self._training_weights is None:
+            return
+        with torch.no_grad():
+            torch._foreach_copy_([p.detach() for p in self.module.parameters()], self._training_weights)
+        self._training_weights = None
+
+    @contextlib.contextmanager
+    def averaged_weights(self):
+        """Inside, the module holds the weight average (no-op without ``ema_decay``)."""
+        held = self._training_weights is None
+        self._hold_average()
+        try:
+            yield
+        finally:
+            if held:
+                self._release_average()
+
+    def _training_state_dict(self) -> dict:
+        """The module's state with the latest step's weights, also while it holds the average."""
+        state = self.module.state_dict()
+        if self._training_weights is not None:
+            names = [name for name, _ in self.module.named_parameters()]
+            state.update(zip(names, self._training_weights))
+        return state
 
     # -- checkpoints ---------------------------------------------------------------------------------
     def save_checkpoint(self, path: Path) -> None:
         state = {
             "format": CHECKPOINT_FORMAT,
             "fingerprint": self.fingerprint,
-            "module": self.module.state_dict(),
+            "module": self._training_state_dict(),
+            "average": self.average,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "epoch": self.epoch,
@@ -329,6 +397,11 @@ class Trainer:
                 "checkpoint_path elsewhere to start afresh."
             )
         self.module.load_state_dict(state["module"])
+        self._training_weights = None
+        if self.average is not None:
+            if state["average"] is None or len(state["average"]) != len(self.average):
+                raise ValueError("Checkpoint holds no matching weight average; delete it to start afresh.")
+            self.average = [a.to(device=self.device, dtype=p.dtype) for a, p in zip(state["average"], self.average)]
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.step, self.history = state["epoch"], state["step"], list(state["history"])
@@ -378,8 +451,9 @@ class Trainer:
         try:
             while self.epoch < config.max_epochs and not self.stop:
                 record = self._run_epoch(n, steps_per_epoch)
-                for callback in self.callbacks:
-                    callback.on_epoch_end(self, record)
+                with self.averaged_weights():
+                    for callback in self.callbacks:
+                        callback.on_epoch_end(self, record)
                 if config.max_time is not None and time.perf_counter() - started > config.max_time:
                     self.stop = True
                 # Every rank stops together when any of them wants to (early stopping, max_time).
@@ -392,6 +466,8 @@ class Trainer:
                 stacklevel=3,
             )
         finally:
+            # The trained model is the average (early stopping may then restore the best epoch's average).
+            self._hold_average()
             for callback in reversed(self.callbacks):
                 callback.on_train_end(self)
         return self.history
@@ -442,6 +518,7 @@ class Trainer:
                 loss_to_minimise.backward()
             nn.utils.clip_grad_norm_(self.module.parameters(), MAX_GRAD_NORM)
             self.optimizer.step()
+            self._update_average()
             self.step += 1
             loss = float(terms.loss.detach())
             sums["loss"] += loss
@@ -469,7 +546,8 @@ class Trainer:
             "lr": lr,
         }
         if self.valid is not None:
-            record["valid_loss"], record["valid_mse"] = self.evaluate(self.valid)
+            with self.averaged_weights():
+                record["valid_loss"], record["valid_mse"] = self.evaluate(self.valid)
         else:
             record["valid_loss"], record["valid_mse"] = record["train_loss"], record["train_mse"]
         record["seconds"] = time.perf_counter() - began

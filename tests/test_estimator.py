@@ -193,6 +193,8 @@ def test_invalid_parameters_raise_value_error_at_fit(small, params, match):
         ({"lr_decay": 1.5}, ValueError, "lr_decay"),
         ({"min_learning_rate": 0.5}, ValueError, r"min_learning_rate must be a number in \[0, learning_rate=0.01\]"),
         ({"min_learning_rate": "low"}, TypeError, "min_learning_rate must be a number"),
+        ({"ema_decay": 1.0}, ValueError, r"ema_decay must be a number in \[0, 1\) or None"),
+        ({"ema_decay": "slow"}, TypeError, "ema_decay must be a number"),
         ({"callbacks": 5}, TypeError, "callbacks must be a list"),
         ({"verbose": "yes"}, TypeError, "verbose must be an integer"),
         ({"step_size": 0.0}, ValueError, "step_size"),

@@ -20,6 +20,9 @@ from latentode.data import FrameSpec, read_frame
 from latentode.exceptions import SolverError
 from latentode.latent_model import LatentODEModel, LossTerms
 from latentode.training import (
+    CHECKPOINT_FORMAT,
+    EMA_WARMUP_STEPS,
+    Callback,
     Checkpoint,
     EarlyStopping,
     TrainConfig,
@@ -149,6 +152,72 @@ def test_max_time_stops_training(small):
 
 
 # ---------------------------------------------------------------------------------------------------------
+# weight average
+
+
+class RecordWeights(Callback):
+    """The parameters at the start of training, after every step, and as the epoch-end callbacks see them."""
+
+    def __init__(self):
+        self.initial, self.steps, self.at_epoch_end = None, [], []
+
+    def on_train_begin(self, trainer):
+        self.initial = [p.detach().clone() for p in trainer.module.parameters()]
+
+    def on_batch_end(self, trainer, loss):
+        self.steps.append([p.detach().clone() for p in trainer.module.parameters()])
+
+    def on_epoch_end(self, trainer, record):
+        self.at_epoch_end.append([p.detach().clone() for p in trainer.module.parameters()])
+
+
+def moving_average(initial, steps, decay):
+    average = [p.clone() for p in initial]
+    for n, weights in enumerate(steps):
+        d = min(decay, (1 + n) / (EMA_WARMUP_STEPS + n))
+        average = [d * a + (1 - d) * w for a, w in zip(average, weights)]
+    return average
+
+
+def test_the_fitted_model_is_the_moving_average_of_the_steps(small):
+    record = RecordWeights()
+    params = {**TINY, "max_epochs": 4, "batch_size": 8, "early_stopping_patience": None, "ema_decay": 0.8}
+    model = LatentODE(**{**params, "callbacks": [record]}).fit(small)
+    steps_per_epoch = len(record.steps) // 4
+    fitted = [p.detach() for p in model.module_.parameters()]
+    for got, expected in zip(fitted, moving_average(record.initial, record.steps, 0.8)):
+        torch.testing.assert_close(got, expected)
+    assert any(not torch.equal(got, last) for got, last in zip(fitted, record.steps[-1]))
+    # Epoch-end callbacks (and validation) see the average of the steps so far; training goes on from the
+    # steps' own weights, so the average changes nothing in the training losses.
+    for epoch, seen in enumerate(record.at_epoch_end, start=1):
+        expected = moving_average(record.initial, record.steps[: epoch * steps_per_epoch], 0.8)
+        for got, want in zip(seen, expected):
+            torch.testing.assert_close(got, want)
+    plain = LatentODE(**{**params, "ema_decay": None}).fit(small)
+    assert [h["train_loss"] for h in plain.history_] == [h["train_loss"] for h in model.history_]
+
+
+def test_without_weight_average_the_model_holds_the_last_step(small):
+    record = RecordWeights()
+    model = LatentODE(**{**TINY, "ema_decay": None, "early_stopping_patience": None, "callbacks": [record]}).fit(small)
+    for got, last in zip(model.module_.parameters(), record.steps[-1]):
+        assert torch.equal(got.detach(), last)
+
+
+def test_checkpoint_holds_the_steps_weights_and_their_average(small, tmp_path):
+    record = RecordWeights()
+    path = tmp_path / "checkpoint.pt"
+    model = LatentODE(**{**TINY, "max_epochs": 3, "early_stopping_patience": None, "checkpoint_path": str(path),
+                         "callbacks": [record]}).fit(small)
+    state = torch.load(path, weights_only=True)
+    names = [name for name, _ in model.module_.named_parameters()]
+    for name, last, average, fitted in zip(names, record.steps[-1], state["average"], model.module_.parameters()):
+        assert torch.equal(state["module"][name], last)
+        assert torch.equal(average, fitted.detach())
+
+
+# ---------------------------------------------------------------------------------------------------------
 # determinism, device, progress bar
 
 
@@ -273,7 +342,8 @@ def test_scalers_are_fitted_on_the_training_series_only(small, captured_trainers
     [
         (b"not a checkpoint", "unreadable"),
         ({"format": 99}, "format"),
-        ({"format": 2, "epoch": 3}, "lacks"),
+        ({"format": CHECKPOINT_FORMAT, "epoch": 3}, "lacks"),
+        ({"format": 2, "epoch": 3}, "format"),  # before the weight average
         ({"format": 1, "epoch": 3}, "format"),
     ],
 )
@@ -319,6 +389,8 @@ def test_interrupted_fit_leaves_checkpoint_and_resumes(small, tmp_path, monkeypa
     resumed = LatentODE(**{**params, "max_epochs": 4, "resume": True}).fit(small)
     straight = LatentODE(**{**params, "max_epochs": 4, "checkpoint_path": None}).fit(small)
     assert losses(resumed.history_) == losses(straight.history_)
+    # The weight average continues too: the resumed model is the uninterrupted one.
+    pd.testing.assert_frame_equal(resumed.predict(small, [0.5, 3.0]), straight.predict(small, [0.5, 3.0]))
 
 
 def test_interrupt_from_a_callback_keeps_completed_epoch(small, tmp_path):
@@ -371,6 +443,8 @@ def test_failed_fit_leaves_estimator_unfitted(small, monkeypatch):
         ({"lr_decay": 1.5}, "lr_decay"),
         ({"min_learning_rate": -1e-3}, "min_learning_rate"),
         ({"learning_rate": 1e-3, "min_learning_rate": 1e-2}, "min_learning_rate"),
+        ({"ema_decay": 1.0}, "ema_decay"),
+        ({"ema_decay": -0.5}, "ema_decay"),
     ],
 )
 def test_train_config_validation(kwargs, match):
