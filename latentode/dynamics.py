@@ -47,6 +47,34 @@ MAX_GRID_POINTS = 200_000
 """Refuse to solve over more grid points than this (a query absurdly far from its series' anchor)."""
 
 
+def _euler_step(field: nn.Module, s: float, h: float, y: Tensor) -> Tensor:
+    return y + h * field(s, y)
+
+
+def _midpoint_step(field: nn.Module, s: float, h: float, y: Tensor) -> Tensor:
+    return y + h * field(s + h / 2, y + (h / 2) * field(s, y))
+
+
+def _rk4_step(field: nn.Module, s: float, h: float, y: Tensor) -> Tensor:
+    # torchdiffeq's "rk4": the 3/8 rule (its rk4_alt_step_func).
+    k1 = field(s, y)
+    k2 = field(s + h / 3, y + (h / 3) * k1)
+    k3 = field(s + 2 * h / 3, y + h * (k2 - k1 / 3))
+    k4 = field(s + h, y + h * (k1 - k2 + k3))
+    return y + (k1 + 3 * (k2 + k3) + k4) * (h / 8)
+
+
+DENSE_READOUT_MAX_ELEMENTS = 1 << 24
+"""Largest interpolation weight matrix (rows x queries x grid points, 64 MiB in float32) that reading query
+times off the grid builds; beyond it the states are gathered point by point."""
+
+GRID_STEPS = {"euler": _euler_step, "midpoint": _midpoint_step, "rk4": _rk4_step}
+"""Fixed-step methods that :func:`solve_at_times` steps itself along its grid, with torchdiffeq's formulas:
+one stacked path instead of torchdiffeq's per-step bookkeeping and writes into a preallocated solution
+(about 80 us a step, a twentieth of a periodic training step with Euler). Other methods, and the adjoint,
+go through torchdiffeq."""
+
+
 class GapField(nn.Module):
     """dz/ds = delta * f(start + s * delta, z) for ``s`` in [0, 1]; ``start``, ``delta`` have shape (rows,)."""
 
@@ -157,14 +185,16 @@ def solve_at_times(
     )
     paths = []
     for direction, n_cells in directions:
-        grid = torch.arange(n_cells + 1, dtype=z0.dtype, device=z0.device) * grid_step
         field = RelativeTimeField(func, anchor, direction)
-        if residual:
+        step = GRID_STEPS.get(config.method) if config.is_fixed_step and not config.adjoint else None
+        if residual or step is not None:
             states = [z0]
             for n in range(n_cells):
-                states.append(states[-1] + field(grid[n], states[-1]))
+                states.append(states[-1] + field(n * grid_step, states[-1]) if residual
+                              else step(field, n * grid_step, grid_step, states[-1]))
             path = torch.stack(states)
         else:
+            grid = torch.arange(n_cells + 1, dtype=z0.dtype, device=z0.device) * grid_step
             path = odesolve(field, z0, grid, on_grid)
         # The shorter direction's grid is padded with its last state, which no query's stencil reaches.
         paths.append(torch.cat([path, path[-1:].expand(n_longest - n_cells, -1, -1)]))
@@ -177,16 +207,39 @@ def solve_at_times(
         n_cells = torch.where(earlier, directions[1][1], n_cells)
     cell = torch.minimum((dist / grid_step).floor().long(), n_cells - 1)
     if residual:
-        u = (dist - cell.to(dist.dtype) * grid_step) / grid_step
-        left, right = path[cell, row], path[cell + 1, row]
-        return left + u[..., None] * (right - left)
-    # Cubic Lagrange interpolation through grid points first .. first + 3, first = max(cell - 1, 0).
-    first = torch.clamp(cell - 1, min=0)
-    x = (dist / grid_step - first.to(dist.dtype))[..., None]  # position within the stencil, in [0, 3]
-    weights = (
-        -(x - 1) * (x - 2) * (x - 3) / 6,
-        x * (x - 2) * (x - 3) / 2,
-        -x * (x - 1) * (x - 3) / 2,
-        x * (x - 1) * (x - 2) / 6,
-    )
-    return sum(w * path[first + k, row] for k, w in enumerate(weights))
+        # Linear interpolation between grid points cell and cell + 1.
+        first = cell
+        u = ((dist - cell.to(dist.dtype) * grid_step) / grid_step)[..., None]
+        weights = torch.cat([1 - u, u], dim=-1)
+    else:
+        # Cubic Lagrange interpolation through grid points first .. first + 3, first = max(cell - 1, 0).
+        first = torch.clamp(cell - 1, min=0)
+        x = (dist / grid_step - first.to(dist.dtype))[..., None]  # position within the stencil, in [0, 3]
+        weights = torch.cat([
+            -(x - 1) * (x - 2) * (x - 3) / 6,
+            x * (x - 2) * (x - 3) / 2,
+            -x * (x - 1) * (x - 3) / 2,
+            x * (x - 1) * (x - 2) / 6,
+        ], dim=-1)
+    points = first[..., None] + torch.arange(weights.shape[-1], device=z0.device)
+    return _read_off(path, row, points, weights)
+
+
+def _read_off(path: Tensor, row: Tensor, points: Tensor, weights: Tensor) -> Tensor:
+    """Weighted sums of grid states: ``out[i, q] = sum_k weights[i, q, k] * path[points[i, q, k], row[i, q]]``.
+
+    ``path`` (grid, directions * rows, dim), forwards then backwards; ``row`` (rows, queries) says which of
+    those columns a query reads; ``points``, ``weights`` (rows, queries, stencil). While the weight matrix
+    (rows, queries, directions * grid) is small enough, it is one batched matrix product (forwards and
+    backwards: 2x faster than gathering each stencil point, on the periodic benchmark's training step),
+    else one gather per stencil point.
+    """
+    n_points, columns, dim = path.shape
+    rows, queries, stencil = weights.shape
+    n_directions = columns // rows
+    if rows * queries * n_directions * n_points <= DENSE_READOUT_MAX_ELEMENTS:
+        per_row = path.reshape(n_points, n_directions, rows, dim).permute(2, 1, 0, 3).reshape(rows, -1, dim)
+        column = torch.where(row >= rows, n_points, 0)[..., None] + points
+        matrix = weights.new_zeros(rows, queries, n_directions * n_points).scatter_(2, column, weights)
+        return torch.bmm(matrix, per_row)
+    return sum(weights[..., k, None] * path[points[..., k], row] for k in range(stencil))

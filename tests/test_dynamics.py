@@ -9,8 +9,9 @@ import scipy.linalg
 import torch
 from torch import nn
 
-from latentode.dynamics import evolve, solve_at_times
-from latentode.solve import SolverConfig
+from latentode import dynamics
+from latentode.dynamics import GRID_STEPS, RelativeTimeField, evolve, solve_at_times
+from latentode.solve import SolverConfig, odesolve
 from latentode.vector_fields import MLPVectorField
 
 DTYPES = (torch.float32, torch.float64)
@@ -141,6 +142,53 @@ def test_solve_at_times_fixed_step_uses_step_size():
     coarse_error = float((coarse - exact).abs().max())
     fine_error = float((fine - exact).abs().max())
     assert fine_error < 5e-3 and fine_error < coarse_error / 5
+
+
+@pytest.mark.parametrize("method", sorted(GRID_STEPS))
+def test_grid_steps_are_torchdiffeqs(method):
+    # solve_at_times steps fixed-step methods itself; each step must be torchdiffeq's own, for a
+    # time-dependent field, forwards and backwards, and its gradients too.
+    torch.manual_seed(0)
+    field = MLPVectorField(3, hidden_dim=16, n_layers=2, time_dependent=True).double()
+    z0 = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    anchor = torch.linspace(-0.5, 0.5, 5, dtype=torch.float64)
+    queries = anchor[:, None] + torch.tensor([[-0.3, -0.1, 0.0, 0.25, 0.7]], dtype=torch.float64)
+    ours = solve_at_times(field, z0, anchor, queries, SolverConfig(method, step_size=0.1), grid_step=0.1)
+    grid = torch.arange(10, dtype=torch.float64) * 0.1
+    expected = []
+    for direction in (1.0, -1.0):
+        relative = RelativeTimeField(field, anchor, torch.full((5,), direction, dtype=torch.float64))
+        expected.append(odesolve(relative, z0, grid, SolverConfig(method)))
+    # Read the torchdiffeq paths at the grid points the queries fall on (0.0, 0.1 and 0.7 from the anchor).
+    forwards, backwards = expected
+    torch.testing.assert_close(ours[:, 2], forwards[0], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(ours[:, 1], backwards[1], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(ours[:, 4], forwards[7], rtol=1e-12, atol=1e-12)
+    (grad_ours,) = torch.autograd.grad(ours[:, 4].sum(), z0)
+    (grad_expected,) = torch.autograd.grad(forwards[7].sum(), z0)
+    torch.testing.assert_close(grad_ours, grad_expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_dense_and_gathered_read_off_agree(residual, monkeypatch):
+    # Query times are read off the grid by one batched product while its weight matrix is small, else by
+    # gathering each stencil point: the same numbers and gradients either way.
+    torch.manual_seed(0)
+    field = MLPVectorField(3, hidden_dim=16).double()
+    z0 = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    anchor = torch.tensor(ANCHOR, dtype=torch.float64)
+    queries = torch.tensor(QUERIES, dtype=torch.float64)
+    config = SolverConfig("rk4", step_size=0.1)
+
+    def solve():
+        out = solve_at_times(field, z0, anchor, queries, config, grid_step=0.1, residual=residual)
+        return out, torch.autograd.grad((out * torch.cos(out)).sum(), z0)[0]
+
+    dense, dense_grad = solve()
+    monkeypatch.setattr(dynamics, "DENSE_READOUT_MAX_ELEMENTS", 0)
+    gathered, gathered_grad = solve()
+    torch.testing.assert_close(dense, gathered, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(dense_grad, gathered_grad, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("residual", [False, True])
