@@ -80,7 +80,7 @@ class Sizes:
 
 
 FULL = Sizes(n_train=1000, n_test=1000, hidden_dim=32, n_steps=200, learning_rate=1e-2, dpi=100)
-SMALL = Sizes(n_train=128, n_test=128, hidden_dim=16, n_steps=40, learning_rate=3e-2, dpi=70)
+SMALL = Sizes(n_train=128, n_test=128, hidden_dim=16, n_steps=80, learning_rate=1e-2, dpi=70)
 
 
 def make_circles(n_points: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
