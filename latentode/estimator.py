@@ -179,7 +179,8 @@ class _SeriesEstimator(BaseEstimator):
 
     def _train_config(self) -> TrainConfig:
         return TrainConfig(
-            objective=self.objective, context_fraction=self.context_fraction, n_samples=getattr(self, "n_samples", 1),
+            objective=self.objective, context_fraction=self.context_fraction,
+            score_context=getattr(self, "score_context", False), n_samples=getattr(self, "n_samples", 1),
             iwae=getattr(self, "iwae", False), max_epochs=self.max_epochs, batch_size=self.batch_size,
             learning_rate=self.learning_rate, lr_decay=self.lr_decay,
             min_learning_rate=self.min_learning_rate, weight_decay=self.weight_decay, ema_decay=self.ema_decay,
@@ -512,6 +513,11 @@ class LatentODE(TransformerMixin, _SeriesEstimator):
     context_fraction : float, default=0.5
         Interpolation: fraction of each series' points the encoder sees in training (the loss scores all).
         Extrapolation: the first fraction is context, the rest is predicted.
+    score_context : bool, default=True
+        Extrapolation: the training loss also scores the context points (the encoder's input decoded back
+        from z0), not only the later points; the model then leaves the series' mean far sooner (on the
+        periodic benchmark after about 200 iterations instead of 560). Interpolation always scores every point.
+        ``score`` and interval calibration judge the later points only, either way.
     n_samples : int, default=3
         Samples of z0 per series in training. ``iwae=True`` uses the importance-weighted bound over them.
     kl_warmup_epochs : int, default=10
@@ -582,6 +588,8 @@ class LatentODE(TransformerMixin, _SeriesEstimator):
             _check_real("step_size", self.step_size, lower=0.0, lower_open=True, what="a number > 0 or None")
         if not (isinstance(self.noise_std, str) and self.noise_std == "learned"):
             _check_real("noise_std", self.noise_std, lower=0.0, lower_open=True, what='a number > 0 or "learned"')
+        if not isinstance(self.score_context, (bool, np.bool_)):
+            raise TypeError(f"score_context must be True or False, got {self.score_context!r}.")
 
     def __init__(
         self,
@@ -607,6 +615,7 @@ class LatentODE(TransformerMixin, _SeriesEstimator):
         poisson: bool = False,
         objective: str = "interpolation",
         context_fraction: float = 0.5,
+        score_context: bool = True,
         n_samples: int = 3,
         iwae: bool = False,
         kl_warmup_epochs: int = 10,
@@ -654,6 +663,7 @@ class LatentODE(TransformerMixin, _SeriesEstimator):
         self.poisson = poisson
         self.objective = objective
         self.context_fraction = context_fraction
+        self.score_context = score_context
         self.n_samples = n_samples
         self.iwae = iwae
         self.kl_warmup_epochs = kl_warmup_epochs

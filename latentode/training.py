@@ -65,6 +65,7 @@ class TrainConfig:
 
     objective: Literal["interpolation", "extrapolation"] = "interpolation"
     context_fraction: float = 0.5
+    score_context: bool = False
     n_samples: int = 3
     iwae: bool = False
     max_epochs: int = 100
@@ -104,6 +105,7 @@ def make_context_target(
     *,
     hidden_only: bool = False,
     keys: torch.Tensor | None = None,
+    score_context: bool = False,
 ) -> tuple[IrregularBatch, IrregularBatch]:
     """Split a batch into what the encoder reads and what the loss scores, per the objective.
 
@@ -114,7 +116,8 @@ def make_context_target(
       draw from ``generator``: a point is context where its key is below ``context_fraction``, so keys
       drawn per series make the split independent of how series are batched.
     * ``extrapolation``: the first ``ceil(context_fraction * length)`` points are context and the rest the
-      target; a single-point series is its own target.
+      target (with ``score_context``, every point: the context's reconstruction is scored too, as
+      interpolation's target holds the context); a single-point series is its own target.
     """
     valid = batch.time_mask
     if objective == "interpolation":
@@ -142,6 +145,8 @@ def make_context_target(
     n_context = torch.ceil(context_fraction * batch.lengths.to(batch.times.dtype) - CONTEXT_ROUNDING).long().clamp(min=1)
     n_context = torch.minimum(n_context, (batch.lengths - 1).clamp(min=1))
     context = valid & (step < n_context[:, None])
+    if score_context:
+        return batch.select_points(context), batch
     future = valid & ((step >= n_context[:, None]) | ((batch.lengths[:, None] == 1) & (step == 0)))
     return batch.select_points(context), batch.select_points(future)
 
@@ -430,7 +435,8 @@ class Trainer:
             for start in range(0, len(mine), self.config.batch_size):
                 positions = mine[start : start + self.config.batch_size]
                 context, target = make_context_target(
-                    self._batch(data, positions), self.config.objective, self.config.context_fraction, generator
+                    self._batch(data, positions), self.config.objective, self.config.context_fraction, generator,
+                    score_context=self.config.score_context,
                 )
                 terms = self.module.loss(context, target, n_samples=self.config.n_samples, iwae=self.config.iwae,
                                          generator=generator)
@@ -483,7 +489,8 @@ class Trainer:
         sums = {"loss": 0.0, "mse": 0.0, "kl": 0.0, "nfe": 0.0, "kl_weight": 0.0}
         for start in range(0, len(order), config.batch_size):
             batch = self._batch(self.train, order[start : start + config.batch_size])
-            context, target = make_context_target(batch, config.objective, config.context_fraction, self.generator)
+            context, target = make_context_target(batch, config.objective, config.context_fraction, self.generator,
+                                                  score_context=config.score_context)
             kl_weight = self._kl_weight(steps_per_epoch)
             self.module.reset_nfe()
             failure = None

@@ -195,6 +195,7 @@ def test_invalid_parameters_raise_value_error_at_fit(small, params, match):
         ({"min_learning_rate": "low"}, TypeError, "min_learning_rate must be a number"),
         ({"ema_decay": 1.0}, ValueError, r"ema_decay must be a number in \[0, 1\) or None"),
         ({"ema_decay": "slow"}, TypeError, "ema_decay must be a number"),
+        ({"score_context": "yes"}, TypeError, "score_context must be True or False"),
         ({"callbacks": 5}, TypeError, "callbacks must be a list"),
         ({"verbose": "yes"}, TypeError, "verbose must be an integer"),
         ({"step_size": 0.0}, ValueError, "step_size"),

@@ -499,6 +499,34 @@ def test_extrapolation_context_target(batch):
             assert kept == future
 
 
+def test_extrapolation_can_score_the_context_too(batch):
+    context, target = make_context_target(batch, "extrapolation", 0.5, score_context=True)
+    plain_context, _ = make_context_target(batch, "extrapolation", 0.5)
+    assert point_sets(context) == point_sets(plain_context)
+    assert point_sets(target) == point_sets(batch)
+    # Interpolation's target already holds every point; scoring, with hidden_only, never the context.
+    assert point_sets(make_context_target(batch, "interpolation", 0.5, score_context=True)[1]) == point_sets(batch)
+
+
+def test_estimator_trains_on_the_context_when_extrapolating(small, monkeypatch):
+    seen = []
+    original = LatentODEModel.loss
+
+    def loss(self, context, target, **kwargs):
+        if torch.is_grad_enabled():
+            seen.append(int(target.lengths.sum()) - int(context.lengths.sum()))
+        return original(self, context, target, **kwargs)
+
+    monkeypatch.setattr(LatentODEModel, "loss", loss)
+    params = {**TINY, "objective": "extrapolation", "max_epochs": 1, "batch_size": 32}
+    LatentODE(**params).fit(small)
+    with_context = seen.pop()
+    LatentODE(**{**params, "score_context": False}).fit(small)
+    future_only = seen.pop()
+    # With the context scored, the target holds every point: more than the context by the future's count.
+    assert with_context > 0 >= future_only
+
+
 def test_solver_failure_in_the_backward_pass_is_a_solver_error(small, monkeypatch):
     # An adjoint solve runs in the backward pass; torchdiffeq's step-size assertion there must come out as a
     # SolverError with advice, as it does from a forward solve.
