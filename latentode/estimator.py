@@ -25,11 +25,11 @@ from .preprocessing import FeatureScaler, TimeScaler
 from .recurrent import RecurrentForecaster
 from .solve import SolverConfig
 from .training import (
+    DEFAULT_EMA_DECAY,
     Callback,
     Checkpoint,
     EarlyStopping,
     ProgressBar,
-    DEFAULT_EMA_DECAY,
     TrainConfig,
     Trainer,
     make_context_target,
