@@ -46,6 +46,15 @@ LAGRANGE_EXTRA_CELLS = 2
 MAX_GRID_POINTS = 200_000
 """Refuse to solve over more grid points than this (a query absurdly far from its series' anchor)."""
 
+DENSE_READOUT_MAX_ELEMENTS = 1 << 24
+"""Largest interpolation weight matrix (rows x queries x grid points, 64 MiB in float32) that reading query
+times off the grid builds; beyond it the states are gathered point by point."""
+
+
+def _residual_step(field: nn.Module, s: float, h: float, y: Tensor) -> Tensor:
+    # Discrete residual dynamics: the step is folded into the field.
+    return y + field(s, y)
+
 
 def _euler_step(field: nn.Module, s: float, h: float, y: Tensor) -> Tensor:
     return y + h * field(s, y)
@@ -63,10 +72,6 @@ def _rk4_step(field: nn.Module, s: float, h: float, y: Tensor) -> Tensor:
     k4 = field(s + h, y + h * (k1 - k2 + k3))
     return y + (k1 + 3 * (k2 + k3) + k4) * (h / 8)
 
-
-DENSE_READOUT_MAX_ELEMENTS = 1 << 24
-"""Largest interpolation weight matrix (rows x queries x grid points, 64 MiB in float32) that reading query
-times off the grid builds; beyond it the states are gathered point by point."""
 
 GRID_STEPS = {"euler": _euler_step, "midpoint": _midpoint_step, "rk4": _rk4_step}
 """Fixed-step methods that :func:`solve_at_times` steps itself along its grid, with torchdiffeq's formulas:
@@ -183,15 +188,16 @@ def solve_at_times(
     on_grid = config if not config.is_fixed_step else SolverConfig(
         method=config.method, step_size=None, adjoint=config.adjoint, max_steps=config.max_steps
     )
+    step = _residual_step if residual else (
+        GRID_STEPS.get(config.method) if config.is_fixed_step and not config.adjoint else None
+    )
     paths = []
     for direction, n_cells in directions:
         field = RelativeTimeField(func, anchor, direction)
-        step = GRID_STEPS.get(config.method) if config.is_fixed_step and not config.adjoint else None
-        if residual or step is not None:
+        if step is not None:
             states = [z0]
             for n in range(n_cells):
-                states.append(states[-1] + field(n * grid_step, states[-1]) if residual
-                              else step(field, n * grid_step, grid_step, states[-1]))
+                states.append(step(field, n * grid_step, grid_step, states[-1]))
             path = torch.stack(states)
         else:
             grid = torch.arange(n_cells + 1, dtype=z0.dtype, device=z0.device) * grid_step

@@ -348,12 +348,12 @@ class Trainer:
     @contextlib.contextmanager
     def averaged_weights(self):
         """Inside, the module holds the weight average (no-op without ``ema_decay``)."""
-        held = self._training_weights is None
+        already_held = self._training_weights is not None
         self._hold_average()
         try:
             yield
         finally:
-            if held:
+            if not already_held:
                 self._release_average()
 
     def _training_state_dict(self) -> dict:
